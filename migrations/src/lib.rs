@@ -1,1 +1,17 @@
-//! Placeholder replaced below.
+//! The Comnestor database schema, applied on start by `comnestor serve` and the CLI.
+//!
+//! Migrations are written with sea-query so one definition works on SQLite and Postgres.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_create_apps;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_create_apps::Migration)]
+    }
+}

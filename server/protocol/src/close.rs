@@ -38,8 +38,31 @@ pub enum ReconnectAdvice {
 }
 
 impl CloseCode {
+    const ALL: [Self; 15] = [
+        Self::SslOnly,
+        Self::AppNotFound,
+        Self::AppDisabled,
+        Self::OverConnectionQuota,
+        Self::PathNotFound,
+        Self::InvalidVersionFormat,
+        Self::UnsupportedProtocol,
+        Self::NoProtocol,
+        Self::Unauthorized,
+        Self::OverCapacity,
+        Self::Reconnect,
+        Self::PongNotReceived,
+        Self::ClosedAfterInactivity,
+        Self::ClientEventRateLimit,
+        Self::WatchlistLimit,
+    ];
+
     pub fn code(self) -> u16 {
         self as u16
+    }
+
+    /// The code with this number, if the protocol defines one.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
     }
 
     /// The message sent with the code.
@@ -99,5 +122,9 @@ mod tests {
         );
         assert!(!CloseCode::ClientEventRateLimit.closes());
         assert!(CloseCode::Unauthorized.closes());
+        for code in CloseCode::ALL {
+            assert_eq!(CloseCode::from_code(code.code()), Some(code));
+        }
+        assert_eq!(CloseCode::from_code(1000), None);
     }
 }

@@ -113,6 +113,14 @@ pub fn query_params(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Percent-decodes a request path (`+` stays a plus, as paths have no form encoding).
+pub fn decode_path(path: &str) -> String {
+    let protected = path.replace('+', "%2B");
+    form_urlencoded::parse(format!("p={protected}").as_bytes())
+        .next()
+        .map_or_else(|| path.to_owned(), |(_, value)| value.into_owned())
+}
+
 /// Verifies a signed request against the app's key and secret, with `now` in Unix seconds.
 ///
 /// `body_md5`, when present, is checked against the body even on GET, where the Python SDK sends
@@ -237,6 +245,14 @@ mod tests {
         assert_eq!(
             auth::sign("secret", &signed),
             "3b237953a5ba6619875cbb2a2d43e8da9ef5824e8a2c689f6284ac85bc1ea0db"
+        );
+    }
+
+    #[test]
+    fn paths_decode_without_turning_plus_into_space() {
+        assert_eq!(
+            decode_path("/apps/1/channels/%23server-to-user-a+b"),
+            "/apps/1/channels/#server-to-user-a+b"
         );
     }
 

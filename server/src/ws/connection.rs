@@ -1,0 +1,426 @@
+//! One connection's task: reads client frames, writes queued frames, pings when idle.
+//!
+//! A single task owns the socket and `select!`s between the client, the outbox, a requested
+//! close and the activity timer, so an idle connection costs one task and small buffers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use comnestor_protocol::auth::{verify_channel_auth, verify_user_auth};
+use comnestor_protocol::channel::validate_event_name;
+use comnestor_protocol::message::{
+    self, ClientMessage, Data, PresenceMember, SignedInUser, SigninData, SubscribeData,
+    UnsubscribeData,
+};
+use comnestor_protocol::{ChannelKind, ChannelName, CloseCode};
+use futures_util::{SinkExt, StreamExt};
+use poem::Upgraded;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tracing::Instrument;
+
+use super::rate::TokenBucket;
+use super::{close_frame, refuse};
+use crate::Context;
+use crate::apps::App;
+use crate::hub::{AppHub, Frame, Outbox, SubscribeError};
+
+/// How long the server waits for any reply after it pinged an idle client.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most frames written before a flush, so one busy connection cannot starve its own reads.
+const WRITE_BATCH: usize = 64;
+
+/// Largest watchlist accepted; the rest is dropped with a 4302 error.
+const MAX_WATCHLIST: usize = 100;
+
+type Socket = WebSocketStream<Upgraded>;
+
+/// What the connection knows about itself.
+struct Session {
+    app: Arc<AppHub>,
+    outbox: Outbox,
+    channels: HashSet<String>,
+    user: Option<SignedInUser>,
+    client_events: TokenBucket,
+}
+
+/// Runs an admitted connection until it closes.
+pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
+    let _live = ctx.hub.track();
+    let hub = ctx.hub.app(&app);
+    let (conn, socket_id) = ctx.hub.next_connection();
+    let (outbox, rx, control) = Outbox::new(conn, socket_id.clone());
+    if let Err(code) = hub.connect(&outbox) {
+        refuse(&mut socket, code).await;
+        return;
+    }
+    let span = tracing::debug_span!("connection", app_id = %app.id, %socket_id);
+    let session = Session {
+        client_events: TokenBucket::new(app.settings.client_event_rate),
+        app: hub.clone(),
+        outbox: outbox.clone(),
+        channels: HashSet::new(),
+        user: None,
+    };
+    let activity = Duration::from_secs(u64::from(app.settings.activity_timeout));
+    outbox.send(message::connection_established(&socket_id, app.settings.activity_timeout).into());
+    let mut session = session;
+    let code = drive(&mut socket, &mut session, rx, &control, activity)
+        .instrument(span.clone())
+        .await;
+    if let Some(code) = code {
+        span.in_scope(|| tracing::debug!(code = code.code(), "closing connection"));
+        refuse(&mut socket, code).await;
+    }
+    hub.disconnect(
+        &outbox,
+        session.channels.drain(),
+        session.user.as_ref().map(|u| u.id.as_str()),
+    );
+}
+
+/// The connection loop. Returns the code to close with, or `None` when the client left.
+async fn drive(
+    socket: &mut Socket,
+    session: &mut Session,
+    mut rx: mpsc::Receiver<Frame>,
+    control: &crate::hub::Control,
+    activity: Duration,
+) -> Option<CloseCode> {
+    let mut deadline = Instant::now() + activity;
+    let mut pinged = false;
+    loop {
+        tokio::select! {
+            biased;
+            code = control.wait() => {
+                // Deliver what was queued before the close (a final error, for instance).
+                let _ = write_pending(socket, &mut rx).await;
+                return Some(code);
+            }
+            Some(frame) = rx.recv() => {
+                if write_batch(socket, frame, &mut rx).await.is_err() {
+                    return None;
+                }
+            }
+            incoming = socket.next() => {
+                deadline = Instant::now() + activity;
+                pinged = false;
+                match incoming {
+                    Some(Ok(Message::Text(text))) => handle_text(session, &text),
+                    Some(Ok(Message::Binary(_))) => {
+                        session.error(None, "Binary frames are not supported; send JSON text frames");
+                    }
+                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Ok(_)) => {}
+                    Some(Err(tungstenite::Error::Capacity(error))) => {
+                        tracing::debug!(%error, "frame too large");
+                        let reason = "Message too large";
+                        let _ = socket.close(Some(close_frame(1009, reason))).await;
+                        return None;
+                    }
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "connection failed");
+                        return None;
+                    }
+                }
+            }
+            () = sleep_until(deadline) => {
+                if pinged {
+                    return Some(CloseCode::PongNotReceived);
+                }
+                session.outbox.send(message::ping().into());
+                pinged = true;
+                deadline = Instant::now() + PONG_TIMEOUT;
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    socket: &mut Socket,
+    first: Frame,
+    rx: &mut mpsc::Receiver<Frame>,
+) -> Result<(), tungstenite::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(frame) => socket.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
+}
+
+async fn write_pending(
+    socket: &mut Socket,
+    rx: &mut mpsc::Receiver<Frame>,
+) -> Result<(), tungstenite::Error> {
+    while let Ok(frame) = rx.try_recv() {
+        socket.feed(Message::Text(frame)).await?;
+    }
+    socket.flush().await
+}
+
+fn handle_text(session: &mut Session, text: &str) {
+    let limit = session.app.app().settings.max_message_size as usize;
+    if text.len() > limit {
+        let reason = format!(
+            "Message of {} bytes exceeds this app's limit of {limit} bytes",
+            text.len()
+        );
+        return session.error(None, &reason);
+    }
+    let Ok(msg) = ClientMessage::parse(text) else {
+        tracing::debug!("invalid JSON from client");
+        return session.error(None, "Received invalid JSON");
+    };
+    match msg.event.as_str() {
+        "pusher:ping" => session.outbox.send(message::pong().into()),
+        "pusher:pong" => {}
+        "pusher:subscribe" => session.subscribe(&msg),
+        "pusher:unsubscribe" => session.unsubscribe(&msg),
+        "pusher:signin" => session.signin(&msg),
+        event if event.starts_with("client-") => session.client_event(&msg),
+        event => {
+            tracing::debug!(event, "unknown event");
+            session.error(None, &format!("Unknown event `{}`", truncate(event, 64)));
+        }
+    }
+}
+
+impl Session {
+    fn error(&self, code: Option<u16>, text: &str) {
+        self.outbox.send(message::error(code, text).into());
+    }
+
+    /// Refuses a subscription: a `pusher:error` as hosted Pusher sends it, then a
+    /// `pusher:subscription_error` on the channel so Laravel Echo's `.error()` fires.
+    fn refuse_subscription(&self, channel: &str, kind: &str, status: u16, text: &str) {
+        tracing::debug!(
+            channel = truncate(channel, 64),
+            reason = text,
+            "subscription refused"
+        );
+        self.error(None, text);
+        self.outbox
+            .send(message::subscription_error(channel, kind, text, status).into());
+    }
+
+    fn subscribe(&mut self, msg: &ClientMessage) {
+        let Ok(data) = msg.data_as::<SubscribeData>() else {
+            return self.error(None, "pusher:subscribe needs data with a channel name");
+        };
+        let channel = match ChannelName::parse(&data.channel) {
+            Ok(channel) => channel,
+            Err(error) => {
+                let text = format!("Invalid channel name: {error}");
+                return self.refuse_subscription(
+                    truncate(&data.channel, 200),
+                    "InvalidChannel",
+                    400,
+                    &text,
+                );
+            }
+        };
+        if self.channels.contains(channel.as_str()) {
+            return self.error(None, &format!("Existing subscription to channel {channel}"));
+        }
+        let member = match self.authorize(&channel, &data) {
+            Ok(member) => member,
+            Err(text) => {
+                return self.refuse_subscription(channel.as_str(), "AuthError", 401, &text);
+            }
+        };
+        match self.app.subscribe(&self.outbox, &channel, member) {
+            Ok(()) => {
+                self.channels.insert(channel.into_string());
+            }
+            Err(SubscribeError::AlreadySubscribed) => {
+                self.error(None, &format!("Existing subscription to channel {channel}"));
+            }
+            Err(SubscribeError::PresenceFull(max)) => {
+                let text = format!("Presence channel {channel} is full ({max} members)");
+                self.refuse_subscription(channel.as_str(), "LimitReached", 4100, &text);
+            }
+        }
+    }
+
+    /// Checks the subscription's signature and, for presence, returns the member it joins as.
+    fn authorize(
+        &self,
+        channel: &ChannelName,
+        data: &SubscribeData,
+    ) -> Result<Option<(String, serde_json::Value)>, String> {
+        let app = self.app.app();
+        match channel.kind() {
+            ChannelKind::Public => return Ok(None),
+            ChannelKind::ServerToUser => {
+                let signed_in = self.user.as_ref().map(|u| u.id.as_str());
+                return if signed_in.is_some() && signed_in == channel.server_to_user_id() {
+                    Ok(None)
+                } else {
+                    Err(format!(
+                        "Only a connection signed in as that user may subscribe to {channel}"
+                    ))
+                };
+            }
+            ChannelKind::Private | ChannelKind::PrivateEncrypted | ChannelKind::Presence => {}
+        }
+        let auth = data.auth.as_deref().unwrap_or_default();
+        let channel_data = data.channel_data.as_deref();
+        verify_channel_auth(
+            &app.key,
+            &app.secret,
+            self.outbox.socket_id(),
+            channel.as_str(),
+            channel_data,
+            auth,
+        )
+        .map_err(|e| e.to_string())?;
+        if channel.kind() != ChannelKind::Presence {
+            return Ok(None);
+        }
+        let member = match (channel_data, &self.user) {
+            (Some(channel_data), _) => {
+                let member = PresenceMember::from_channel_data(channel_data)?;
+                (member.user_id, member.user_info)
+            }
+            (None, Some(user)) => (user.id.clone(), user.user_info.clone()),
+            (None, None) => {
+                return Err("Presence channels need channel_data or a signed-in user".to_owned());
+            }
+        };
+        if member.0.len() > 128 {
+            return Err("Presence user_id is longer than 128 characters".to_owned());
+        }
+        let info_size = member.1.to_string().len();
+        if info_size > app.settings.max_presence_member_size as usize {
+            let limit = app.settings.max_presence_member_size;
+            return Err(format!(
+                "Presence user_info is {info_size} bytes, the limit is {limit}"
+            ));
+        }
+        Ok(Some(member))
+    }
+
+    fn unsubscribe(&mut self, msg: &ClientMessage) {
+        let Ok(data) = msg.data_as::<UnsubscribeData>() else {
+            return self.error(None, "pusher:unsubscribe needs data with a channel name");
+        };
+        if self.channels.remove(&data.channel) {
+            self.app.unsubscribe(self.outbox.id(), &data.channel);
+        }
+    }
+
+    fn signin(&mut self, msg: &ClientMessage) {
+        let app = self.app.app();
+        if !app.settings.user_authentication {
+            return self.error(None, "User authentication is disabled for this app");
+        }
+        let Ok(data) = msg.data_as::<SigninData>() else {
+            return self.error(None, "pusher:signin needs data with auth and user_data");
+        };
+        let socket_id = self.outbox.socket_id();
+        if let Err(error) = verify_user_auth(
+            &app.key,
+            &app.secret,
+            socket_id,
+            &data.user_data,
+            &data.auth,
+        ) {
+            return self.error(None, &error.to_string());
+        }
+        let mut user = match SignedInUser::from_user_data(&data.user_data) {
+            Ok(user) => user,
+            Err(text) => return self.error(None, text),
+        };
+        match &self.user {
+            Some(current) if current.id != user.id => {
+                return self.error(None, "This connection is already signed in as another user");
+            }
+            Some(_) => {
+                return self
+                    .outbox
+                    .send(message::signin_success(&data.user_data).into());
+            }
+            None => {}
+        }
+        let over_limit = user.watchlist.len() > MAX_WATCHLIST;
+        user.watchlist.truncate(MAX_WATCHLIST);
+        let outcome = self.app.signin(&self.outbox, &user.id, &user.watchlist);
+        self.outbox
+            .send(message::signin_success(&data.user_data).into());
+        if over_limit {
+            let code = CloseCode::WatchlistLimit;
+            self.error(Some(code.code()), code.message());
+        }
+        if let Some(frame) = outcome.watchlist_frame {
+            self.outbox.send(frame);
+        }
+        self.user = Some(user);
+    }
+
+    fn client_event(&mut self, msg: &ClientMessage) {
+        let app = self.app.app();
+        if !app.settings.client_events {
+            return self.error(None, "Client events are disabled for this app");
+        }
+        let Some(name) = msg.channel.as_deref() else {
+            return self.error(None, "Client event has no channel");
+        };
+        let Some(channel) = self
+            .app
+            .channel(name)
+            .filter(|_| self.channels.contains(name))
+        else {
+            return self.error(
+                None,
+                &format!(
+                    "Client event rejected: not subscribed to {}",
+                    truncate(name, 200)
+                ),
+            );
+        };
+        if !channel.name().kind().allows_client_events() {
+            return self.error(
+                None,
+                "Client event rejected - only supported on private and presence channels",
+            );
+        }
+        if let Err(text) = validate_event_name(&msg.event) {
+            return self.error(None, text);
+        }
+        let data = msg.raw_data();
+        if data.len() > app.settings.max_event_size as usize {
+            return self.error(
+                None,
+                &format!(
+                    "Client event data exceeds {} bytes",
+                    app.settings.max_event_size
+                ),
+            );
+        }
+        if !self.client_events.try_take(app.settings.client_event_rate) {
+            let code = CloseCode::ClientEventRateLimit;
+            return self.error(Some(code.code()), code.message());
+        }
+        let user_id = channel.user_id_of(self.outbox.id());
+        let frame = message::encode(&msg.event, Some(name), Data::Json(data), user_id.as_deref());
+        channel.broadcast_except_conn(&frame.into(), self.outbox.id());
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
