@@ -119,7 +119,7 @@ async fn authenticate(
         }
     };
     let body = read_body(body).await?;
-    let path = req.uri().path();
+    let path = req.original_uri().path();
     let signed = SignedRequest {
         method: req.method().as_str(),
         path,
