@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_apps;
+mod m20261203_000002_create_event_log;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261203_000001_create_apps::Migration)]
+        vec![
+            Box::new(m20261203_000001_create_apps::Migration),
+            Box::new(m20261203_000002_create_event_log::Migration),
+        ]
     }
 }

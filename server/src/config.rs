@@ -28,6 +28,25 @@ pub struct Settings {
     pub app_refresh: Duration,
     /// The app defined by `COMNESTOR_APP_*` or the `[app]` table, created or updated on start.
     pub default_app: Option<DefaultApp>,
+    /// Redis, for the operator event stream and (with `queue = "redis"`) the delivery queue.
+    pub redis_url: Option<String>,
+    /// Where delivery jobs wait.
+    pub queue: QueueKind,
+    /// Deliveries this process runs in parallel; 0 runs no worker (intake only).
+    pub delivery_workers: usize,
+    /// Attempts before an event is marked dead.
+    pub delivery_max_attempts: u32,
+    /// Delay before the first retry; it doubles with each further one.
+    pub delivery_backoff: Duration,
+}
+
+/// Where delivery jobs are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The database that holds the event log (SQLite or Postgres).
+    Database,
+    /// Redis (`redis_url`), shared by every node.
+    Redis,
 }
 
 /// An app defined by configuration rather than the CLI.
@@ -69,6 +88,11 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(10),
             app_refresh: Duration::from_secs(1),
             default_app: None,
+            redis_url: None,
+            queue: QueueKind::Database,
+            delivery_workers: 8,
+            delivery_max_attempts: 10,
+            delivery_backoff: Duration::from_millis(500),
         }
     }
 }
@@ -178,6 +202,46 @@ impl Settings {
             settings.app_refresh = Duration::from_millis(ms);
             Ok(())
         });
+        check("redis_url", &mut |v| {
+            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+                return Err("use a redis:// or rediss:// URL".to_owned());
+            }
+            settings.redis_url = Some(v.to_owned());
+            Ok(())
+        });
+        check("queue", &mut |v| {
+            settings.queue = match v.trim() {
+                "database" => QueueKind::Database,
+                "redis" => QueueKind::Redis,
+                _ => return Err("use `database` or `redis`".to_owned()),
+            };
+            Ok(())
+        });
+        check("delivery_workers", &mut |v| {
+            settings.delivery_workers = v
+                .trim()
+                .parse()
+                .map_err(|_| "not a whole number".to_owned())?;
+            Ok(())
+        });
+        check("delivery_max_attempts", &mut |v| {
+            match v.trim().parse() {
+                Ok(n) if n > 0 => settings.delivery_max_attempts = n,
+                _ => return Err("not a positive whole number".to_owned()),
+            }
+            Ok(())
+        });
+        check("delivery_backoff_ms", &mut |v| {
+            let ms: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| "not a number of milliseconds".to_owned())?;
+            settings.delivery_backoff = Duration::from_millis(ms.max(1));
+            Ok(())
+        });
+        if settings.queue == QueueKind::Redis && settings.redis_url.is_none() {
+            problems.push("queue = `redis` needs redis_url (COMNESTOR_REDIS_URL)".to_owned());
+        }
         settings.default_app = default_app(raw, problems);
         settings
     }

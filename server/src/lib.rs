@@ -7,6 +7,17 @@
 //! - [`hub`]: live state — connections, channels, presence members, signed-in users.
 //! - [`ws`]: the `/app/{key}` WebSocket endpoint, one task per connection.
 //! - [`http`]: routes, the signed Pusher HTTP API under `/apps/{id}`, and `/up`.
+//!
+//! The intake pipeline, one module per stage:
+//!
+//! 1. [`intake`]: `POST /api/events` and the event-log endpoints, with OpenAPI docs.
+//! 2. [`eventlog`]: every accepted event, with the time of each stage and each attempt.
+//! 3. [`pubsub`]: event metadata for operators, in-process or on Redis.
+//! 4. [`queue`]: delivery jobs on apalis (SQLite, Postgres or Redis).
+//! 5. [`delivery`]: the worker that signs and POSTs events to `/apps/{id}/events`.
+//! 6. [`hub`] again: the WebSocket server fans the event out to subscribers.
+//!
+//! Also:
 //! - [`server`]: wiring it together, the app refresher, and graceful shutdown.
 //! - [`cli`]: the `comnestor` command line.
 //! - [`testing`]: a server on port 0 for tests.
@@ -17,8 +28,14 @@
 pub mod apps;
 pub mod cli;
 pub mod config;
+pub mod delivery;
+pub mod eventlog;
 pub mod http;
 pub mod hub;
+pub mod intake;
+pub mod pubsub;
+pub mod queue;
+pub mod rate;
 pub mod server;
 pub mod testing;
 pub mod ws;
@@ -32,4 +49,5 @@ use hub::Hub;
 pub struct Context {
     pub apps: AppRegistry,
     pub hub: Arc<Hub>,
+    pub intake: Arc<intake::Intake>,
 }

@@ -13,9 +13,19 @@ use tokio::task::JoinHandle;
 
 use crate::Context;
 use crate::apps::{App, AppRegistry, AppSettings, AppStore, AppStoreError, NewApp};
-use crate::config::{DefaultApp, Settings};
+use crate::config::{DefaultApp, QueueKind, Settings};
+use crate::delivery::{Deliverer, RetryPolicy};
+use crate::eventlog::EventLog;
 use crate::http;
 use crate::hub::Hub;
+use crate::intake::{self, Intake};
+use crate::pubsub::Bus;
+use crate::queue::Queue;
+
+/// How often events left unqueued by a crash are looked for.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often old events are pruned.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Connects to the database and applies pending migrations.
 pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -138,14 +148,44 @@ impl RunningServer {
     }
 }
 
+/// Builds the intake pipeline: event log, operator bus and delivery queue.
+async fn build_intake(
+    settings: &Settings,
+    db: DatabaseConnection,
+    apps: AppRegistry,
+) -> anyhow::Result<Arc<Intake>> {
+    let bus = match &settings.redis_url {
+        Some(url) => Bus::redis(url)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {url}"))?,
+        None => Bus::in_process(),
+    };
+    let queue = match (settings.queue, &settings.redis_url) {
+        (QueueKind::Redis, Some(url)) => Queue::redis(url)
+            .await
+            .context("cannot open the Redis queue")?,
+        _ => Queue::in_database(&db)
+            .await
+            .context("cannot open the delivery queue")?,
+    };
+    tracing::info!(
+        queue = queue.backend_name(),
+        redis = settings.redis_url.is_some(),
+        "intake pipeline ready"
+    );
+    Ok(Intake::new(EventLog::new(db), queue, bus, apps))
+}
+
 /// Binds the listener and starts serving, with the apps in `db`.
 pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<RunningServer> {
-    let registry = AppRegistry::load(AppStore::new(db))
+    let registry = AppRegistry::load(AppStore::new(db.clone()))
         .await
         .context("cannot load apps")?;
+    let intake = build_intake(settings, db, registry.clone()).await?;
     let ctx = Arc::new(Context {
-        apps: registry,
+        apps: registry.clone(),
         hub: Arc::new(Hub::new()),
+        intake: intake.clone(),
     });
     let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .into_acceptor()
@@ -163,6 +203,7 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         settings.app_refresh,
         stopped.clone(),
     ));
+    let background = spawn_pipeline(settings, addr, &intake, stopped.clone());
     let routes = http::routes(ctx.clone());
     let grace = settings.shutdown_grace;
     let hub = ctx.hub.clone();
@@ -183,6 +224,9 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         );
         hub.shutdown(grace).await;
         refresher.abort();
+        for task in background {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         result
     });
     Ok(RunningServer {
@@ -191,6 +235,57 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         stop,
         task,
     })
+}
+
+/// Starts the delivery worker, the sweeper and the retention job.
+fn spawn_pipeline(
+    settings: &Settings,
+    addr: SocketAddr,
+    intake: &Arc<Intake>,
+    stopped: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let own_base_url = format!("http://{host}:{}", addr.port());
+    let retry = RetryPolicy {
+        max_attempts: settings.delivery_max_attempts,
+        base_delay: settings.delivery_backoff,
+        ..RetryPolicy::default()
+    };
+    let mut tasks = Vec::new();
+    if settings.delivery_workers > 0 {
+        let deliverer = Deliverer::new(
+            intake.log.clone(),
+            intake.apps.clone(),
+            intake.queue.clone(),
+            own_base_url,
+            retry,
+        );
+        let queue = intake.queue.clone();
+        let workers = settings.delivery_workers;
+        let stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            queue.run_worker(deliverer, workers, stopped).await
+        }));
+    } else {
+        tracing::warn!(
+            "delivery_workers = 0: events are accepted and queued but not delivered by this process"
+        );
+    }
+    tasks.push(tokio::spawn(intake::run_sweeper(
+        intake.clone(),
+        SWEEP_INTERVAL,
+        stopped.clone(),
+    )));
+    tasks.push(tokio::spawn(intake::run_retention(
+        intake.clone(),
+        RETENTION_INTERVAL,
+        stopped,
+    )));
+    tasks
 }
 
 /// Re-reads the apps table every `every`, applying changes to live connections.

@@ -29,6 +29,17 @@ pub struct AppSettings {
     pub client_event_rate: u32,
     /// Seconds of silence after which the client should ping, and after which the server does.
     pub activity_timeout: u32,
+    /// Events per second `POST /api/events` accepts for this app; more get 429.
+    pub intake_rate: u32,
+    /// Days the event log keeps this app's events.
+    pub retention_days: u32,
+    /// Base URL of an external Pusher-compatible server to deliver to, such as
+    /// `https://ws.example.com:443`; `None` delivers to this server.
+    pub delivery_url: Option<String>,
+    /// The app id the external server knows this app by.
+    pub delivery_app_id: Option<String>,
+    pub delivery_key: Option<String>,
+    pub delivery_secret: Option<String>,
 }
 
 impl Default for AppSettings {
@@ -45,6 +56,12 @@ impl Default for AppSettings {
             max_presence_member_size: 1_024,
             client_event_rate: 10,
             activity_timeout: 120,
+            intake_rate: 1000,
+            retention_days: 7,
+            delivery_url: None,
+            delivery_app_id: None,
+            delivery_key: None,
+            delivery_secret: None,
         }
     }
 }
@@ -63,6 +80,12 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_presence_member_size",
     "client_event_rate",
     "activity_timeout",
+    "intake_rate",
+    "retention_days",
+    "delivery_url",
+    "delivery_app_id",
+    "delivery_key",
+    "delivery_secret",
 ];
 
 impl AppSettings {
@@ -86,6 +109,12 @@ impl AppSettings {
             "max_presence_member_size" => self.max_presence_member_size = parse_positive(value)?,
             "client_event_rate" => self.client_event_rate = parse_positive(value)?,
             "activity_timeout" => self.activity_timeout = parse_positive(value)?,
+            "intake_rate" => self.intake_rate = parse_positive(value)?,
+            "retention_days" => self.retention_days = parse_positive(value)?,
+            "delivery_url" => self.delivery_url = parse_url(value)?,
+            "delivery_app_id" => self.delivery_app_id = optional(value),
+            "delivery_key" => self.delivery_key = optional(value),
+            "delivery_secret" => self.delivery_secret = optional(value),
             _ => {
                 return Err(format!(
                     "unknown setting `{name}`; known: {}",
@@ -123,6 +152,27 @@ fn parse_positive(value: &str) -> Result<u32, String> {
     match value.trim().parse::<u32>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{value}` is not a positive whole number")),
+    }
+}
+
+fn optional(value: &str) -> Option<String> {
+    Some(value.trim())
+        .filter(|v| !v.is_empty() && *v != "none")
+        .map(str::to_owned)
+}
+
+fn parse_url(value: &str) -> Result<Option<String>, String> {
+    let Some(url) = optional(value) else {
+        return Ok(None);
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains('?') => {
+            Ok(Some(url.trim_end_matches('/').to_owned()))
+        }
+        _ => Err(format!("`{url}` is not an http:// or https:// base URL")),
     }
 }
 

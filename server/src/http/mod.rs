@@ -8,13 +8,22 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post};
 
-use crate::{Context, ws};
+use crate::{Context, intake, ws};
 
 /// Every route the server answers.
 pub fn routes(ctx: Arc<Context>) -> impl Endpoint {
+    let api = intake::openapi_service(ctx.intake.clone());
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let api = api
+        .around(intake::verify_signatures)
+        .catch_all_error(|error| async move { intake::problem_from_error(error) });
     Route::new()
         .at("/app/:key", get(ws::app_socket))
         .at("/up", get(up))
+        .nest("/api", api)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
         .nest("/apps", pusher_api::routes())
         .at(
             "/users/:user_id/terminate_connections",
@@ -54,6 +63,6 @@ async fn not_found(req: &Request, ctx: Data<&Arc<Context>>) -> Response {
     }
     json_error(
         StatusCode::NOT_FOUND,
-        &format!("no route for {} {}", req.method(), req.uri().path()),
+        &format!("no route for {} {}", req.method(), req.original_uri().path()),
     )
 }

@@ -22,11 +22,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument;
 
-use super::rate::TokenBucket;
 use super::{close_frame, refuse};
 use crate::Context;
 use crate::apps::App;
 use crate::hub::{AppHub, Frame, Outbox, SubscribeError};
+use crate::rate::TokenBucket;
 
 /// How long the server waits for any reply after it pinged an idle client.
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);

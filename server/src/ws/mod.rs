@@ -5,7 +5,6 @@
 //! code, because that is the only way a browser client learns the reason.
 
 mod connection;
-mod rate;
 
 use std::sync::Arc;
 

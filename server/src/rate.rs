@@ -1,4 +1,4 @@
-//! A token bucket for client events.
+//! A token bucket, for client events and the intake rate limit.
 
 use tokio::time::Instant;
 
@@ -14,6 +14,12 @@ impl TokenBucket {
             tokens: f64::from(rate),
             updated: Instant::now(),
         }
+    }
+
+    /// How long until a token is available at `rate` per second.
+    pub fn wait_time(&self, rate: u32) -> std::time::Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        std::time::Duration::from_secs_f64(missing / f64::from(rate.max(1)))
     }
 
     /// Takes a token if one is available at `rate` per second.

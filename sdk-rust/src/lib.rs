@@ -1,0 +1,1 @@
+//! Placeholder: the Rust SDK is being written.

@@ -1,0 +1,439 @@
+//! Stage 2, the event log: every accepted event is written here before the intake answers,
+//! and each later stage stamps its time on the record.
+//!
+//! Statuses move `accepted` → `queued` → (`retrying` →)* `delivered` or `dead`. An event that
+//! stays `accepted` (the process died between logging and queueing) is picked up by the
+//! sweeper and queued again.
+
+mod entities;
+
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::Serialize;
+
+pub use entities::attempt::Model as AttemptRecord;
+use entities::{attempt, event, event_channel};
+
+use crate::apps::now_millis;
+
+/// Where an event is on its way to subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Logged; not yet handed to the queue.
+    Accepted,
+    /// A delivery job is queued.
+    Queued,
+    /// A delivery attempt failed; another is scheduled.
+    Retrying,
+    /// The WebSocket server acknowledged it.
+    Delivered,
+    /// Every attempt failed.
+    Dead,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Accepted,
+            Self::Queued,
+            Self::Retrying,
+            Self::Delivered,
+            Self::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub id: String,
+    pub app_id: String,
+    pub channels: Vec<String>,
+    pub event: String,
+    pub data: String,
+    pub socket_id: Option<String>,
+    pub status: EventStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub replay_of: Option<String>,
+    pub received_at: i64,
+    pub logged_at: i64,
+    pub queued_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub acknowledged_at: Option<i64>,
+}
+
+/// What the intake hands to the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub app_id: String,
+    pub channels: Vec<String>,
+    pub event: String,
+    pub data: String,
+    pub socket_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub replay_of: Option<String>,
+    pub received_at: i64,
+}
+
+/// Filters of [`EventLog::list`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub channel: Option<String>,
+    pub event: Option<String>,
+    pub status: Option<EventStatus>,
+    /// Unix ms, inclusive.
+    pub from: Option<i64>,
+    /// Unix ms, exclusive.
+    pub to: Option<i64>,
+    /// Only events with a greater id (ids sort by time).
+    pub after: Option<String>,
+    pub limit: u64,
+}
+
+/// Reads and writes the event log.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    db: DatabaseConnection,
+}
+
+/// A new event id: a ULID, so ids sort by creation time.
+pub fn new_event_id() -> String {
+    ulid::Ulid::generate().to_string().to_ascii_lowercase()
+}
+
+impl EventLog {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Writes an event and its channels in one transaction, with status `accepted`.
+    pub async fn insert(&self, new: NewEvent) -> Result<LoggedEvent, DbErr> {
+        let id = new_event_id();
+        let logged_at = now_millis();
+        let txn = self.db.begin().await?;
+        event::ActiveModel {
+            id: Set(id.clone()),
+            app_id: Set(new.app_id.clone()),
+            event: Set(new.event.clone()),
+            size: Set(new.data.len() as i32),
+            data: Set(new.data.clone()),
+            socket_id: Set(new.socket_id.clone()),
+            status: Set(EventStatus::Accepted.as_str().to_owned()),
+            attempts: Set(0),
+            last_error: Set(None),
+            idempotency_key: Set(new.idempotency_key.clone()),
+            request_hash: Set(new.request_hash.clone()),
+            replay_of: Set(new.replay_of.clone()),
+            received_at: Set(new.received_at),
+            logged_at: Set(logged_at),
+            queued_at: Set(None),
+            sent_at: Set(None),
+            acknowledged_at: Set(None),
+        }
+        .insert(&txn)
+        .await?;
+        let rows = new
+            .channels
+            .iter()
+            .map(|channel| event_channel::ActiveModel {
+                event_id: Set(id.clone()),
+                app_id: Set(new.app_id.clone()),
+                channel: Set(channel.clone()),
+            });
+        event_channel::Entity::insert_many(rows).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(LoggedEvent {
+            id,
+            app_id: new.app_id,
+            channels: new.channels,
+            event: new.event,
+            data: new.data,
+            socket_id: new.socket_id,
+            status: EventStatus::Accepted,
+            attempts: 0,
+            last_error: None,
+            idempotency_key: new.idempotency_key,
+            request_hash: new.request_hash,
+            replay_of: new.replay_of,
+            received_at: new.received_at,
+            logged_at,
+            queued_at: None,
+            sent_at: None,
+            acknowledged_at: None,
+        })
+    }
+
+    /// The event `app_id` logged under `key`, if any.
+    pub async fn find_by_idempotency_key(
+        &self,
+        app_id: &str,
+        key: &str,
+    ) -> Result<Option<LoggedEvent>, DbErr> {
+        let row = event::Entity::find()
+            .filter(event::Column::AppId.eq(app_id))
+            .filter(event::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?;
+        self.with_channels(row).await
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<LoggedEvent>, DbErr> {
+        let row = event::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?;
+        self.with_channels(row).await
+    }
+
+    async fn with_channels(&self, row: Option<event::Model>) -> Result<Option<LoggedEvent>, DbErr> {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut events = self.attach_channels(vec![row]).await?;
+        Ok(events.pop())
+    }
+
+    async fn attach_channels(&self, rows: Vec<event::Model>) -> Result<Vec<LoggedEvent>, DbErr> {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut channels: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for chunk in ids.chunks(500) {
+            let found = event_channel::Entity::find()
+                .filter(event_channel::Column::EventId.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?;
+            for row in found {
+                channels.entry(row.event_id).or_default().push(row.channel);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let channels = channels.remove(&row.id).unwrap_or_default();
+                logged(row, channels)
+            })
+            .collect())
+    }
+
+    /// Events of `app_id` matching `filter`, oldest first.
+    pub async fn list(
+        &self,
+        app_id: &str,
+        filter: &EventFilter,
+    ) -> Result<Vec<LoggedEvent>, DbErr> {
+        let mut query = event::Entity::find().filter(event::Column::AppId.eq(app_id));
+        if let Some(channel) = &filter.channel {
+            let ids = Query::select()
+                .column(event_channel::Column::EventId)
+                .from(event_channel::Entity)
+                .and_where(event_channel::Column::AppId.eq(app_id))
+                .and_where(event_channel::Column::Channel.eq(channel.as_str()))
+                .to_owned();
+            query = query.filter(event::Column::Id.in_subquery(ids));
+        }
+        if let Some(name) = &filter.event {
+            query = query.filter(event::Column::Event.eq(name.as_str()));
+        }
+        if let Some(status) = filter.status {
+            query = query.filter(event::Column::Status.eq(status.as_str()));
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(event::Column::ReceivedAt.gte(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.filter(event::Column::ReceivedAt.lt(to));
+        }
+        if let Some(after) = &filter.after {
+            query = query.filter(event::Column::Id.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(event::Column::Id)
+            .limit(filter.limit)
+            .all(&self.db)
+            .await?;
+        self.attach_channels(rows).await
+    }
+
+    /// Delivery attempts of an event, oldest first.
+    pub async fn attempts(&self, event_id: &str) -> Result<Vec<AttemptRecord>, DbErr> {
+        attempt::Entity::find()
+            .filter(attempt::Column::EventId.eq(event_id))
+            .order_by_asc(attempt::Column::Id)
+            .all(&self.db)
+            .await
+    }
+
+    /// Marks an event queued.
+    pub async fn mark_queued(&self, id: &str) -> Result<i64, DbErr> {
+        let now = now_millis();
+        self.update(id, |row| {
+            row.status = Set(EventStatus::Queued.as_str().to_owned());
+            row.queued_at = Set(Some(now));
+        })
+        .await?;
+        Ok(now)
+    }
+
+    /// Records that an attempt is about to be sent; returns its number.
+    pub async fn mark_sending(&self, event: &LoggedEvent) -> Result<i32, DbErr> {
+        let attempt = event.attempts + 1;
+        let now = now_millis();
+        self.update(&event.id, |row| {
+            row.attempts = Set(attempt);
+            row.sent_at = Set(Some(now));
+        })
+        .await?;
+        Ok(attempt)
+    }
+
+    /// Records an attempt's outcome and the event's new status.
+    pub async fn record_attempt(
+        &self,
+        id: &str,
+        outcome: AttemptOutcome,
+        status: EventStatus,
+    ) -> Result<(), DbErr> {
+        attempt::ActiveModel {
+            event_id: Set(id.to_owned()),
+            attempt: Set(outcome.attempt),
+            started_at: Set(outcome.started_at),
+            duration_ms: Set(outcome.duration_ms),
+            status_code: Set(outcome.status_code),
+            error: Set(outcome.error.clone()),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        let acknowledged = (status == EventStatus::Delivered).then(now_millis);
+        self.update(id, |row| {
+            row.status = Set(status.as_str().to_owned());
+            row.last_error = Set(outcome.error.clone());
+            if acknowledged.is_some() {
+                row.acknowledged_at = Set(acknowledged);
+            }
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut event::ActiveModel),
+    ) -> Result<(), DbErr> {
+        let mut row = event::ActiveModel {
+            id: sea_orm::Unchanged(id.to_owned()),
+            ..Default::default()
+        };
+        change(&mut row);
+        event::Entity::update(row).exec(&self.db).await.map(|_| ())
+    }
+
+    /// Events still `accepted` that were logged before `before` (Unix ms).
+    pub async fn stuck(&self, before: i64, limit: u64) -> Result<Vec<LoggedEvent>, DbErr> {
+        let rows = event::Entity::find()
+            .filter(event::Column::Status.eq(EventStatus::Accepted.as_str()))
+            .filter(event::Column::LoggedAt.lt(before))
+            .order_by_asc(event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        self.attach_channels(rows).await
+    }
+
+    /// Deletes up to `batch` events of `app_id` received before `before`; returns how many.
+    pub async fn prune(&self, app_id: &str, before: i64, batch: u64) -> Result<u64, DbErr> {
+        let ids: Vec<String> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Id)
+            .filter(event::Column::AppId.eq(app_id))
+            .filter(event::Column::ReceivedAt.lt(before))
+            .order_by_asc(event::Column::Id)
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin().await?;
+        attempt::Entity::delete_many()
+            .filter(attempt::Column::EventId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        event_channel::Entity::delete_many()
+            .filter(event_channel::Column::EventId.is_in(ids.clone()))
+            .exec(&txn)
+            .await?;
+        let deleted = event::Entity::delete_many()
+            .filter(event::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// How many events `app_id` has logged.
+    pub async fn count(&self, app_id: &str) -> Result<u64, DbErr> {
+        event::Entity::find()
+            .filter(event::Column::AppId.eq(app_id))
+            .count(&self.db)
+            .await
+    }
+
+    pub fn connection(&self) -> &impl ConnectionTrait {
+        &self.db
+    }
+}
+
+/// One delivery attempt's result.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub attempt: i32,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+fn logged(row: event::Model, channels: Vec<String>) -> LoggedEvent {
+    LoggedEvent {
+        status: EventStatus::parse(&row.status).unwrap_or(EventStatus::Accepted),
+        id: row.id,
+        app_id: row.app_id,
+        channels,
+        event: row.event,
+        data: row.data,
+        socket_id: row.socket_id,
+        attempts: row.attempts,
+        last_error: row.last_error,
+        idempotency_key: row.idempotency_key,
+        request_hash: row.request_hash,
+        replay_of: row.replay_of,
+        received_at: row.received_at,
+        logged_at: row.logged_at,
+        queued_at: row.queued_at,
+        sent_at: row.sent_at,
+        acknowledged_at: row.acknowledged_at,
+    }
+}

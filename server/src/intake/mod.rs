@@ -1,0 +1,272 @@
+//! Stage 1, intake: `POST /api/events` and the endpoints that read the event log, documented
+//! with OpenAPI.
+//!
+//! An accepted event is logged (stage 2), its metadata published for operators (stage 3) and a
+//! delivery job queued (stage 4) before the intake answers `202 Accepted`; the worker
+//! (stage 5) delivers it to the WebSocket server (stage 6).
+
+mod api;
+mod auth;
+mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, watch};
+
+pub use api::{IntakeApi, openapi_service};
+pub use auth::verify_signatures;
+pub use problem::{Problem, ProblemResponse, problem_from_error};
+
+use crate::apps::{App, AppRegistry, now_millis};
+use crate::eventlog::{EventLog, LoggedEvent, NewEvent};
+use crate::pubsub::{Bus, EventMetadata};
+use crate::queue::Queue;
+use crate::rate::TokenBucket;
+
+/// How old an `accepted` event must be before the sweeper queues it again.
+pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
+
+/// A validated publish request.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub channels: Vec<String>,
+    pub event: String,
+    pub data: String,
+    pub socket_id: Option<String>,
+}
+
+impl Publish {
+    /// A fingerprint of the request, to tell an idempotent retry from a different request
+    /// that reuses its key.
+    fn hash(&self) -> String {
+        let canonical = serde_json::json!([self.channels, self.event, self.data, self.socket_id]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// The intake's shared state.
+pub struct Intake {
+    pub log: EventLog,
+    pub queue: Queue,
+    pub bus: Bus,
+    pub apps: AppRegistry,
+    limits: DashMap<String, Arc<Mutex<TokenBucket>>>,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug)]
+pub enum AcceptError {
+    RateLimited(Duration),
+    IdempotencyConflict,
+    Log(sea_orm::DbErr),
+}
+
+impl Intake {
+    pub fn new(log: EventLog, queue: Queue, bus: Bus, apps: AppRegistry) -> Arc<Self> {
+        Arc::new(Self {
+            log,
+            queue,
+            bus,
+            apps,
+            limits: DashMap::new(),
+        })
+    }
+
+    /// Takes one token from the app's intake budget, or says how long to wait.
+    async fn take_token(&self, app: &App) -> Result<(), Duration> {
+        let rate = app.settings.intake_rate;
+        let bucket = self
+            .limits
+            .entry(app.id.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(TokenBucket::new(rate))))
+            .clone();
+        let mut bucket = bucket.lock().await;
+        if bucket.try_take(rate) {
+            Ok(())
+        } else {
+            Err(bucket.wait_time(rate))
+        }
+    }
+
+    /// Logs, announces and queues an event. With an idempotency key, a repeat of an earlier
+    /// request returns the earlier event instead of creating another.
+    pub async fn accept(
+        &self,
+        app: &App,
+        publish: Publish,
+        idempotency_key: Option<String>,
+    ) -> Result<LoggedEvent, AcceptError> {
+        let received_at = now_millis();
+        let hash = publish.hash();
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = self
+                .log
+                .find_by_idempotency_key(&app.id, key)
+                .await
+                .map_err(AcceptError::Log)?
+        {
+            return if existing.request_hash == hash {
+                Ok(existing)
+            } else {
+                Err(AcceptError::IdempotencyConflict)
+            };
+        }
+        self.take_token(app)
+            .await
+            .map_err(AcceptError::RateLimited)?;
+        let new = NewEvent {
+            app_id: app.id.clone(),
+            channels: publish.channels,
+            event: publish.event,
+            data: publish.data,
+            socket_id: publish.socket_id,
+            idempotency_key: idempotency_key.clone(),
+            request_hash: hash.clone(),
+            replay_of: None,
+            received_at,
+        };
+        let event = match self.log.insert(new).await {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .concurrent_duplicate(&app.id, idempotency_key, &hash, error)
+                    .await;
+            }
+        };
+        self.dispatch(event).await
+    }
+
+    /// Re-delivers a logged event as a new event that records what it replays.
+    pub async fn replay(&self, original: &LoggedEvent) -> Result<LoggedEvent, AcceptError> {
+        let new = NewEvent {
+            app_id: original.app_id.clone(),
+            channels: original.channels.clone(),
+            event: original.event.clone(),
+            data: original.data.clone(),
+            socket_id: None,
+            idempotency_key: None,
+            request_hash: original.request_hash.clone(),
+            replay_of: Some(original.id.clone()),
+            received_at: now_millis(),
+        };
+        let event = self.log.insert(new).await.map_err(AcceptError::Log)?;
+        self.dispatch(event).await
+    }
+
+    /// Two requests with one idempotency key raced; the loser answers with the winner's event.
+    async fn concurrent_duplicate(
+        &self,
+        app_id: &str,
+        key: Option<String>,
+        hash: &str,
+        error: sea_orm::DbErr,
+    ) -> Result<LoggedEvent, AcceptError> {
+        let Some(key) = key else {
+            return Err(AcceptError::Log(error));
+        };
+        match self
+            .log
+            .find_by_idempotency_key(app_id, &key)
+            .await
+            .map_err(AcceptError::Log)?
+        {
+            Some(existing) if existing.request_hash == hash => Ok(existing),
+            Some(_) => Err(AcceptError::IdempotencyConflict),
+            None => Err(AcceptError::Log(error)),
+        }
+    }
+
+    /// Publishes the metadata and queues the delivery. A queue failure leaves the event
+    /// `accepted`; the sweeper queues it later, so the caller still gets its 202.
+    async fn dispatch(&self, mut event: LoggedEvent) -> Result<LoggedEvent, AcceptError> {
+        self.bus.publish(metadata(&event)).await;
+        match self.queue.push(&event.id, None).await {
+            Ok(()) => {
+                if let Ok(queued_at) = self.log.mark_queued(&event.id).await {
+                    event.queued_at = Some(queued_at);
+                    event.status = crate::eventlog::EventStatus::Queued;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(event_id = %event.id, %error, "event logged but not queued; the sweeper will retry")
+            }
+        }
+        Ok(event)
+    }
+}
+
+pub fn metadata(event: &LoggedEvent) -> EventMetadata {
+    EventMetadata {
+        id: event.id.clone(),
+        app_id: event.app_id.clone(),
+        channels: event.channels.clone(),
+        event: event.event.clone(),
+        size: event.data.len() as u64,
+        received_at: event.received_at,
+    }
+}
+
+/// Queues events left `accepted` by a crash between logging and queueing, every `every`.
+pub async fn run_sweeper(intake: Arc<Intake>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let before = now_millis() - SWEEP_AFTER.as_millis() as i64;
+        let stuck = match intake.log.stuck(before, 500).await {
+            Ok(stuck) => stuck,
+            Err(error) => {
+                tracing::warn!(%error, "sweeper cannot read the event log");
+                continue;
+            }
+        };
+        for event in stuck {
+            tracing::info!(event_id = %event.id, "queueing an event left unqueued");
+            if intake.queue.push(&event.id, None).await.is_ok() {
+                let _ = intake.log.mark_queued(&event.id).await;
+            }
+        }
+    }
+}
+
+/// Deletes events older than each app's retention, in batches, every `every`.
+pub async fn run_retention(intake: Arc<Intake>, every: Duration, mut stop: watch::Receiver<bool>) {
+    const BATCH: u64 = 1000;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let apps = match intake.apps.store().list().await {
+            Ok(apps) => apps,
+            Err(error) => {
+                tracing::warn!(%error, "retention cannot list apps");
+                continue;
+            }
+        };
+        for app in apps {
+            let cutoff = now_millis() - i64::from(app.settings.retention_days) * 86_400_000;
+            loop {
+                match intake.log.prune(&app.id, cutoff, BATCH).await {
+                    Ok(deleted) if deleted == BATCH => continue,
+                    Ok(deleted) => {
+                        if deleted > 0 {
+                            tracing::info!(app_id = %app.id, deleted, "pruned old events");
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(app_id = %app.id, %error, "cannot prune events");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Errors of the `/api` endpoints, as `application/problem+json` (RFC 9457).
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// A problem detail.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[oai(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        let title = status.canonical_reason().unwrap_or("Error").to_owned();
+        let slug = title.to_ascii_lowercase().replace(' ', "-");
+        Self {
+            kind: format!("https://comnestor.dev/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Every error an `/api` endpoint answers with.
+#[derive(Debug, ApiResponse)]
+pub enum ProblemResponse {
+    /// The request is malformed.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Missing or wrong credentials.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The app is disabled, or `app_key` names another app.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such event.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The `Idempotency-Key` was used before with a different request.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The event data is larger than the app allows.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// A field is invalid.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Over the app's rate limit; retry after the given number of seconds.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// The server could not complete the request (the event log is unreachable, say).
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+impl ProblemResponse {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, detail)))
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::Unauthorized(Json(Problem::new(StatusCode::UNAUTHORIZED, detail)))
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Forbidden(Json(Problem::new(StatusCode::FORBIDDEN, detail)))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(Json(Problem::new(StatusCode::NOT_FOUND, detail)))
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::Conflict(Json(Problem::new(StatusCode::CONFLICT, detail)))
+    }
+
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::PayloadTooLarge(Json(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)))
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::Unprocessable(Json(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail)))
+    }
+
+    pub fn too_many(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self::TooManyRequests(
+            Json(Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)),
+            retry_after,
+        )
+    }
+
+    /// Logs the cause and answers 503 without exposing internals.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "api request failed");
+        Self::Unavailable(Json(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event log is unavailable; retry later",
+        )))
+    }
+}
+
+/// Turns any other error response under `/api` (a body that does not parse, a missing
+/// credential) into a problem document with the same status.
+pub fn problem_from_error(error: poem::Error) -> poem::Response {
+    let status = error.status();
+    let detail = error.to_string();
+    let body = serde_json::json!({
+        "type": format!("https://comnestor.dev/problems/{}", status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "-")),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(body.to_string())
+}
