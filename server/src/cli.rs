@@ -72,6 +72,9 @@ pub enum AppsCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref(), std::env::vars())?;
     init_logging(&settings.log);
+    for name in &settings.ignored_variables {
+        tracing::warn!(variable = %name, "ignoring a COMNESTOR_ variable that names no setting");
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Apps(command) => apps(settings, command).await,

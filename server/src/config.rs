@@ -38,6 +38,8 @@ pub struct Settings {
     pub delivery_max_attempts: u32,
     /// Delay before the first retry; it doubles with each further one.
     pub delivery_backoff: Duration,
+    /// `COMNESTOR_*` variables that name no setting, reported once logging is up.
+    pub ignored_variables: Vec<String>,
 }
 
 /// Where delivery jobs are stored.
@@ -93,6 +95,7 @@ impl Default for Settings {
             delivery_workers: 8,
             delivery_max_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
+            ignored_variables: Vec::new(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
         let mut raw: BTreeMap<String, Raw> = BTreeMap::new();
+        let mut ignored = Vec::new();
         if let Some(path) = file {
             read_file(path, &mut raw, &mut problems);
         }
@@ -119,6 +123,10 @@ impl Settings {
                 continue;
             };
             let key = key.to_ascii_lowercase();
+            if key == "config" {
+                // Read by the command line (`--config`), not here.
+                continue;
+            }
             let key = match key.strip_prefix("app_") {
                 Some(field) => format!("app.{field}"),
                 None => key,
@@ -132,10 +140,11 @@ impl Settings {
                     },
                 );
             } else {
-                tracing::warn!(variable = %name, "ignoring unknown COMNESTOR_ variable");
+                ignored.push(name);
             }
         }
-        let settings = Self::from_raw(&raw, &mut problems);
+        let mut settings = Self::from_raw(&raw, &mut problems);
+        settings.ignored_variables = ignored;
         if problems.is_empty() {
             Ok(settings)
         } else {
@@ -254,6 +263,11 @@ const SERVER_KEYS: &[&str] = &[
     "log",
     "shutdown_grace_secs",
     "app_refresh_ms",
+    "redis_url",
+    "queue",
+    "delivery_workers",
+    "delivery_max_attempts",
+    "delivery_backoff_ms",
 ];
 const APP_KEYS: &[&str] = &["id", "key", "secret", "name"];
 
@@ -406,6 +420,24 @@ mod tests {
         assert!(text.contains("COMNESTOR_HOST"), "{text}");
         assert!(text.contains("COMNESTOR_APP_CLIENT_EVENTS"), "{text}");
         assert!(text.contains("COMNESTOR_APP_ID"), "{text}");
+    }
+
+    #[test]
+    fn pipeline_settings_from_the_environment() {
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("COMNESTOR_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("COMNESTOR_QUEUE", "redis"),
+                ("COMNESTOR_DELIVERY_WORKERS", "2"),
+                ("COMNESTOR_TYPO", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(settings.queue, QueueKind::Redis);
+        assert_eq!(settings.delivery_workers, 2);
+        assert_eq!(settings.ignored_variables, ["COMNESTOR_TYPO"]);
     }
 
     #[test]
