@@ -434,7 +434,10 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(settings.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(
+            settings.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
         assert_eq!(settings.queue, QueueKind::Redis);
         assert_eq!(settings.delivery_workers, 2);
         assert_eq!(settings.ignored_variables, ["COMNESTOR_TYPO"]);
