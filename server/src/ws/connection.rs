@@ -34,6 +34,12 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most frames written before a flush, so one busy connection cannot starve its own reads.
 const WRITE_BATCH: usize = 64;
 
+/// Longest channel name echoed back in a refused subscription. Names up to this length come
+/// back whole, so that the refusal reaches the channel the client subscribed to even when the
+/// name is over the naming limit; longer ones are cut, so a client cannot make the server
+/// repeat megabytes.
+const MAX_ECHOED_CHANNEL_NAME: usize = 1024;
+
 /// Largest watchlist accepted; the rest is dropped with a 4302 error.
 const MAX_WATCHLIST: usize = 100;
 
@@ -219,7 +225,7 @@ impl Session {
             Err(error) => {
                 let text = format!("Invalid channel name: {error}");
                 return self.refuse_subscription(
-                    truncate(&data.channel, 200),
+                    truncate(&data.channel, MAX_ECHOED_CHANNEL_NAME),
                     "InvalidChannel",
                     400,
                     &text,
