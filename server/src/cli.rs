@@ -28,6 +28,8 @@ pub enum Command {
     /// Manage apps: their credentials and settings.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Print the OpenAPI document of the `/api` endpoints (what `openapi/openapi.json` holds).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,14 +72,21 @@ pub enum AppsCommand {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        // Needs no configuration and no database: the spec comes from the code alone.
+        println!("{}", crate::intake::openapi_json());
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref(), std::env::vars())?;
     init_logging(&settings.log);
     for name in &settings.ignored_variables {
         tracing::warn!(variable = %name, "ignoring a COMNESTOR_ variable that names no setting");
     }
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::Serve => serve(settings).await,
         Command::Apps(command) => apps(settings, command).await,
+        Command::Openapi => Ok(()),
     }
 }
 

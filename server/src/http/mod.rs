@@ -12,7 +12,7 @@ use crate::{Context, intake, ws};
 
 /// Every route the server answers.
 pub fn routes(ctx: Arc<Context>) -> impl Endpoint {
-    let api = intake::openapi_service(ctx.intake.clone());
+    let api = intake::openapi_service();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let api = api

@@ -7,14 +7,17 @@ use comnestor_protocol::channel::validate_event_name;
 use comnestor_protocol::{ChannelName, is_valid_socket_id};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, Tags};
 use serde_json::Value;
 
 use super::auth::AppAuth;
+use super::body::{PublishBody, PublishRequest};
 use super::problem::ProblemResponse;
 use super::{AcceptError, Intake, Publish};
+use crate::Context;
 use crate::apps::App;
 use crate::eventlog::{AttemptRecord, EventFilter, EventStatus, LoggedEvent};
 use crate::pubsub::EventMetadata;
@@ -31,23 +34,6 @@ enum Tag {
     History,
     /// Watching accepted events live.
     Stream,
-}
-
-/// The body of `POST /api/events`.
-#[derive(Debug, Object)]
-pub struct PublishRequest {
-    /// One channel. Give this or `channels`.
-    pub channel: Option<String>,
-    /// Up to 100 channels. Give this or `channel`.
-    pub channels: Option<Vec<String>>,
-    /// The event name, such as `order.created` or `App\Events\OrderShipped`.
-    pub event: String,
-    /// Any JSON value. A string is relayed to subscribers as is; anything else is serialized.
-    pub data: Value,
-    /// A connection to leave out (the sender's own), as `123.456`.
-    pub socket_id: Option<String>,
-    /// The app key; when given, it must match the credentials.
-    pub app_key: Option<String>,
 }
 
 /// Answer to an accepted event.
@@ -147,15 +133,14 @@ enum HistoryResponse {
 
 type ApiResult<T> = Result<T, ProblemResponse>;
 
-/// The `/api` endpoints.
-pub struct IntakeApi {
-    intake: Arc<Intake>,
-}
+/// The `/api` endpoints. They hold no state: each request finds the pipeline in the
+/// [`Context`] the routes carry, so the spec can be generated without a running server.
+pub struct IntakeApi;
 
 /// The OpenAPI service for `/api`, with its spec and docs.
-pub fn openapi_service(intake: Arc<Intake>) -> OpenApiService<IntakeApi, ()> {
+pub fn openapi_service() -> OpenApiService<IntakeApi, ()> {
     OpenApiService::new(
-        IntakeApi { intake },
+        IntakeApi,
         "Comnestor Realtime API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -165,6 +150,12 @@ pub fn openapi_service(intake: Arc<Intake>) -> OpenApiService<IntakeApi, ()> {
              Pusher server SDKs do.",
     )
     .server("/api")
+}
+
+/// The OpenAPI document of `/api`, as `comnestor openapi` prints it and `openapi/openapi.json`
+/// holds it.
+pub fn openapi_json() -> String {
+    openapi_service().spec()
 }
 
 #[OpenApi]
@@ -182,8 +173,9 @@ impl IntakeApi {
     )]
     async fn publish(
         &self,
+        ctx: Data<&Arc<Context>>,
         auth: AppAuth,
-        body: Json<PublishRequest>,
+        body: PublishBody,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> ApiResult<PublishResponse> {
         let app = auth.app();
@@ -194,7 +186,7 @@ impl IntakeApi {
                 "Idempotency-Key is longer than 255 characters",
             ));
         }
-        let event = self
+        let event = ctx
             .intake
             .accept(app, publish, key)
             .await
@@ -214,6 +206,7 @@ impl IntakeApi {
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
+        ctx: Data<&Arc<Context>>,
         auth: AppAuth,
         channel: Query<Option<String>>,
         event: Query<Option<String>>,
@@ -232,7 +225,7 @@ impl IntakeApi {
             after: cursor.0,
             limit: limit.0.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE),
         };
-        let events = self
+        let events = ctx
             .intake
             .log
             .list(&auth.app().id, &filter)
@@ -253,9 +246,14 @@ impl IntakeApi {
         tag = "Tag::Events",
         operation_id = "getEvent"
     )]
-    async fn get(&self, auth: AppAuth, id: Path<String>) -> ApiResult<EventResponse> {
-        let event = self.owned_event(auth.app(), &id.0).await?;
-        let attempts = self
+    async fn get(
+        &self,
+        ctx: Data<&Arc<Context>>,
+        auth: AppAuth,
+        id: Path<String>,
+    ) -> ApiResult<EventResponse> {
+        let event = owned_event(&ctx.intake, auth.app(), &id.0).await?;
+        let attempts = ctx
             .intake
             .log
             .attempts(&event.id)
@@ -274,9 +272,14 @@ impl IntakeApi {
         tag = "Tag::Events",
         operation_id = "replayEvent"
     )]
-    async fn replay(&self, auth: AppAuth, id: Path<String>) -> ApiResult<PublishResponse> {
-        let original = self.owned_event(auth.app(), &id.0).await?;
-        let event = self.intake.replay(&original).await.map_err(accept_error)?;
+    async fn replay(
+        &self,
+        ctx: Data<&Arc<Context>>,
+        auth: AppAuth,
+        id: Path<String>,
+    ) -> ApiResult<PublishResponse> {
+        let original = owned_event(&ctx.intake, auth.app(), &id.0).await?;
+        let event = ctx.intake.replay(&original).await.map_err(accept_error)?;
         Ok(accepted(&event))
     }
 
@@ -292,6 +295,7 @@ impl IntakeApi {
     )]
     async fn history(
         &self,
+        ctx: Data<&Arc<Context>>,
         auth: AppAuth,
         channel: Path<String>,
         since_id: Query<Option<String>>,
@@ -307,7 +311,7 @@ impl IntakeApi {
             limit: limit.0.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE),
             ..EventFilter::default()
         };
-        let events = self
+        let events = ctx
             .intake
             .log
             .list(&auth.app().id, &filter)
@@ -334,12 +338,13 @@ impl IntakeApi {
     )]
     async fn stream(
         &self,
+        ctx: Data<&Arc<Context>>,
         auth: AppAuth,
         channel: Query<Option<String>>,
         event: Query<Option<String>>,
     ) -> EventStream<BoxStream<'static, EventMetadata>> {
         let app_id = auth.app().id.clone();
-        let receiver = self.intake.bus.subscribe();
+        let receiver = ctx.intake.bus.subscribe();
         let stream = futures::stream::unfold(receiver, |mut receiver| async move {
             loop {
                 match receiver.recv().await {
@@ -361,18 +366,16 @@ impl IntakeApi {
     }
 }
 
-impl IntakeApi {
-    async fn owned_event(&self, app: &App, id: &str) -> ApiResult<LoggedEvent> {
-        let event = self
-            .intake
-            .log
-            .find(id)
-            .await
-            .map_err(|e| ProblemResponse::unavailable(&e))?;
-        event
-            .filter(|e| e.app_id == app.id)
-            .ok_or_else(|| ProblemResponse::not_found(format!("no event {id}")))
-    }
+/// The event `id`, if it belongs to `app`; another app's event is not found either.
+async fn owned_event(intake: &Intake, app: &App, id: &str) -> ApiResult<LoggedEvent> {
+    let event = intake
+        .log
+        .find(id)
+        .await
+        .map_err(|e| ProblemResponse::unavailable(&e))?;
+    event
+        .filter(|e| e.app_id == app.id)
+        .ok_or_else(|| ProblemResponse::not_found(format!("no event {id}")))
 }
 
 /// Checks every field of a publish request.
@@ -381,34 +384,49 @@ fn validate(app: &App, request: PublishRequest) -> ApiResult<Publish> {
         && key != &app.key
     {
         return Err(ProblemResponse::forbidden(
-            "app_key does not match the credentials",
+            "`app_key` does not match the credentials",
         ));
     }
-    validate_event_name(&request.event).map_err(ProblemResponse::unprocessable)?;
-    let mut channels: Vec<String> = request.channels.unwrap_or_default();
-    channels.extend(request.channel);
-    if channels.is_empty() {
+    validate_event_name(&request.event)
+        .map_err(|e| ProblemResponse::unprocessable(format!("`event`: {e}")))?;
+    if request.channels.as_ref().is_some_and(Vec::is_empty) {
         return Err(ProblemResponse::unprocessable(
-            "give `channel` or `channels`",
+            "`channels` must name at least one channel",
         ));
     }
-    if channels.len() > MAX_CHANNELS_PER_EVENT {
+    let mut named: Vec<(&str, String)> = Vec::new();
+    named.extend(request.channel.map(|c| ("channel", c)));
+    named.extend(
+        request
+            .channels
+            .into_iter()
+            .flatten()
+            .map(|c| ("channels", c)),
+    );
+    if named.is_empty() {
+        return Err(ProblemResponse::unprocessable(
+            "`channel` or `channels` is required",
+        ));
+    }
+    if named.len() > MAX_CHANNELS_PER_EVENT {
         return Err(ProblemResponse::unprocessable(format!(
-            "an event may name at most {MAX_CHANNELS_PER_EVENT} channels"
+            "`channels` names {} channels; an event may name at most {MAX_CHANNELS_PER_EVENT}",
+            named.len()
         )));
     }
-    for channel in &channels {
+    for (field, channel) in &named {
         ChannelName::parse(channel).map_err(|e| {
-            ProblemResponse::unprocessable(format!("invalid channel `{channel}`: {e}"))
+            ProblemResponse::unprocessable(format!("`{field}`: invalid channel `{channel}`: {e}"))
         })?;
     }
+    let mut channels: Vec<String> = named.into_iter().map(|(_, c)| c).collect();
     channels.sort();
     channels.dedup();
     if let Some(socket_id) = &request.socket_id
         && !is_valid_socket_id(socket_id)
     {
         return Err(ProblemResponse::unprocessable(format!(
-            "socket_id `{socket_id}` is not of the form 123.456"
+            "`socket_id` `{socket_id}` is not of the form 123.456"
         )));
     }
     let data = match request.data {
@@ -418,7 +436,7 @@ fn validate(app: &App, request: PublishRequest) -> ApiResult<Publish> {
     let limit = app.settings.max_event_size as usize;
     if data.len() > limit {
         return Err(ProblemResponse::too_large(format!(
-            "data is {} bytes; this app accepts at most {limit}",
+            "`data` is {} bytes; this app accepts at most {limit}",
             data.len()
         )));
     }

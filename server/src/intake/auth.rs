@@ -11,6 +11,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Basic};
 
+use super::problem::ProblemResponse;
 use crate::Context;
 use crate::apps::App;
 
@@ -113,6 +114,12 @@ pub async fn verify_signatures<E: Endpoint>(next: E, mut req: Request) -> poem::
         }
     };
     let check = check(&req, &query, &body);
+    if let SignatureCheck::Invalid(reason) = &check
+        && req.header("authorization").is_none()
+    {
+        // Say why the signature failed; the generic 401 would hide it.
+        return Ok(ProblemResponse::unauthorized(reason.clone()).into_response());
+    }
     req.extensions_mut().insert(check);
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)

@@ -7,6 +7,7 @@
 
 mod api;
 mod auth;
+mod body;
 mod problem;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, watch};
 
-pub use api::{IntakeApi, openapi_service};
+pub use api::{IntakeApi, openapi_json, openapi_service};
 pub use auth::verify_signatures;
 pub use problem::{Problem, ProblemResponse, problem_from_error};
 
@@ -217,56 +218,86 @@ pub async fn run_sweeper(intake: Arc<Intake>, every: Duration, mut stop: watch::
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let before = now_millis() - SWEEP_AFTER.as_millis() as i64;
-        let stuck = match intake.log.stuck(before, 500).await {
-            Ok(stuck) => stuck,
-            Err(error) => {
-                tracing::warn!(%error, "sweeper cannot read the event log");
-                continue;
-            }
-        };
+        if let Err(error) = sweep(&intake, SWEEP_AFTER).await {
+            tracing::warn!(%error, "sweeper cannot read the event log");
+        }
+    }
+}
+
+/// Queues every event that has been `accepted` for longer than `older_than`; returns how many
+/// it queued.
+pub async fn sweep(intake: &Intake, older_than: Duration) -> Result<usize, sea_orm::DbErr> {
+    let before = now_millis() - older_than.as_millis() as i64;
+    let mut queued = 0;
+    loop {
+        let stuck = intake.log.stuck(before, 500).await?;
+        let full = stuck.len() == 500;
         for event in stuck {
             tracing::info!(event_id = %event.id, "queueing an event left unqueued");
-            if intake.queue.push(&event.id, None).await.is_ok() {
-                let _ = intake.log.mark_queued(&event.id).await;
+            match intake.queue.push(&event.id, None).await {
+                Ok(()) => {
+                    intake.log.mark_queued(&event.id).await?;
+                    queued += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(event_id = %event.id, %error, "sweeper cannot queue an event");
+                    return Ok(queued);
+                }
             }
+        }
+        if !full {
+            return Ok(queued);
         }
     }
 }
 
 /// Deletes events older than each app's retention, in batches, every `every`.
 pub async fn run_retention(intake: Arc<Intake>, every: Duration, mut stop: watch::Receiver<bool>) {
-    const BATCH: u64 = 1000;
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let apps = match intake.apps.store().list().await {
-            Ok(apps) => apps,
-            Err(error) => {
-                tracing::warn!(%error, "retention cannot list apps");
-                continue;
-            }
-        };
-        for app in apps {
-            let cutoff = now_millis() - i64::from(app.settings.retention_days) * 86_400_000;
-            loop {
-                match intake.log.prune(&app.id, cutoff, BATCH).await {
-                    Ok(deleted) if deleted == BATCH => continue,
-                    Ok(deleted) => {
-                        if deleted > 0 {
-                            tracing::info!(app_id = %app.id, deleted, "pruned old events");
-                        }
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::warn!(app_id = %app.id, %error, "cannot prune events");
+        prune_expired(&intake, RETENTION_BATCH).await;
+    }
+}
+
+/// Events one retention batch deletes; small enough that no transaction holds the log long.
+pub const RETENTION_BATCH: u64 = 1000;
+
+/// Deletes, `batch` at a time, every event older than its app's `retention_days`; returns how
+/// many it deleted. Errors are logged and end that app's pass.
+pub async fn prune_expired(intake: &Intake, batch: u64) -> u64 {
+    let apps = match intake.apps.store().list().await {
+        Ok(apps) => apps,
+        Err(error) => {
+            tracing::warn!(%error, "retention cannot list apps");
+            return 0;
+        }
+    };
+    let mut total = 0;
+    for app in apps {
+        let cutoff = now_millis() - i64::from(app.settings.retention_days) * 86_400_000;
+        let mut deleted = 0;
+        loop {
+            match intake.log.prune(&app.id, cutoff, batch).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < batch {
                         break;
                     }
                 }
+                Err(error) => {
+                    tracing::warn!(app_id = %app.id, %error, "cannot prune events");
+                    break;
+                }
             }
         }
+        if deleted > 0 {
+            tracing::info!(app_id = %app.id, deleted, "pruned old events");
+        }
+        total += deleted;
     }
+    total
 }

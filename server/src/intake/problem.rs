@@ -52,7 +52,10 @@ pub enum ProblemResponse {
     /// The event data is larger than the app allows.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
-    /// A field is invalid.
+    /// The body is not JSON (`Content-Type: application/json`).
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// A field is invalid; `detail` names it.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// Over the app's rate limit; retry after the given number of seconds.
@@ -109,19 +112,31 @@ impl ProblemResponse {
     }
 }
 
-/// Turns any other error response under `/api` (a body that does not parse, a missing
-/// credential) into a problem document with the same status.
+/// Turns any other error response under `/api` (a missing credential, a bad query
+/// parameter, an unsupported content type) into a problem document with the same status.
+/// Responses that already are problem documents pass through unchanged.
 pub fn problem_from_error(error: poem::Error) -> poem::Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
     let status = error.status();
-    let detail = error.to_string();
+    let detail = if error.is::<poem_openapi::error::AuthorizationError>() {
+        "missing or wrong credentials: authenticate with HTTP Basic (the app key as user, its secret as password) or a Pusher request signature".to_owned()
+    } else {
+        error.to_string()
+    };
+    let problem = Problem::new(status, detail);
     let body = serde_json::json!({
-        "type": format!("https://comnestor.dev/problems/{}", status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "-")),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
+        "type": problem.kind,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
     });
-    poem::Response::builder()
+    let mut response = poem::Response::builder()
         .status(status)
-        .content_type("application/problem+json")
-        .body(body.to_string())
+        .content_type("application/problem+json");
+    if status == StatusCode::UNAUTHORIZED {
+        response = response.header("WWW-Authenticate", "Basic realm=\"comnestor\"");
+    }
+    response.body(body.to_string())
 }
