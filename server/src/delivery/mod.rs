@@ -102,12 +102,17 @@ impl Deliverer {
         own_base_url: String,
         retry: RetryPolicy,
     ) -> Arc<Self> {
+        // reqwest is built without a TLS provider; `main` installs ring, and embedders
+        // (tests) may not have, so make sure one is there. A second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Keep-alive connections are pooled per target host.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(30))
             .timeout(Duration::from_secs(10))
             .build()
-            .unwrap_or_default();
+            .expect("a reqwest client with the ring TLS provider builds");
         Arc::new(Self {
             log,
             apps,

@@ -148,7 +148,7 @@ impl Queue {
         let result = match self.storage.clone() {
             Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
             Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
-            Storage::Redis(s) => run!(s),
+            Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
         };
         if let Err(error) = result {
             tracing::error!(%error, "delivery worker stopped with an error");
