@@ -1,0 +1,210 @@
+//! Delivery: to an external Pusher-compatible target, retries, dead events, the sweeper.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use comnestor_protocol::signing::{SignedRequest, verify_request};
+use comnestor_server::apps::AppSettings;
+use comnestor_server::eventlog::NewEvent;
+use comnestor_server::intake;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{Request, Response};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::support::{Options, Server, now_millis, now_secs};
+
+/// What an external target received: one entry per request.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub signature_ok: bool,
+    pub body: Value,
+}
+
+/// A Pusher-compatible `/apps/{id}/events` that answers 500 to its first `failures` requests.
+pub struct Target {
+    pub base_url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    task: JoinHandle<()>,
+}
+
+pub const TARGET_APP_ID: &str = "4242";
+pub const TARGET_KEY: &str = "target-key";
+pub const TARGET_SECRET: &str = "target-secret";
+
+impl Target {
+    pub async fn start(failures: usize) -> Self {
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let log = received.clone();
+        let endpoint = poem::endpoint::make(move |mut req: Request| {
+            let log = log.clone();
+            async move {
+                let body = req.take_body().into_vec().await.unwrap_or_default();
+                let signed = SignedRequest {
+                    method: req.method().as_str(),
+                    path: req.uri().path(),
+                    query: req.uri().query().unwrap_or_default(),
+                    body: &body,
+                };
+                let signature_ok =
+                    verify_request(&signed, TARGET_KEY, TARGET_SECRET, now_secs()).is_ok();
+                let mut log = log.lock().unwrap();
+                log.push(Received {
+                    path: req.uri().path().to_owned(),
+                    signature_ok,
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+                let status = if log.len() <= failures { 500 } else { 200 };
+                Response::builder()
+                    .status(poem::http::StatusCode::from_u16(status).unwrap())
+                    .content_type("application/json")
+                    .body("{}")
+            }
+        });
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = poem::Server::new_with_acceptor(acceptor)
+                .run(endpoint)
+                .await;
+        });
+        Self {
+            base_url: format!("http://{addr}"),
+            received,
+            task,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// App settings that deliver to this target.
+    pub fn settings(&self) -> AppSettings {
+        AppSettings {
+            delivery_url: Some(self.base_url.clone()),
+            delivery_app_id: Some(TARGET_APP_ID.to_owned()),
+            delivery_key: Some(TARGET_KEY.to_owned()),
+            delivery_secret: Some(TARGET_SECRET.to_owned()),
+            ..AppSettings::default()
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn an_external_target_that_fails_twice_gets_the_event_on_the_third_attempt() {
+    let target = Target::start(2).await;
+    let server = Server::start_with(Options {
+        app: target.settings(),
+        ..Options::default()
+    })
+    .await;
+    let id = server
+        .publish_ok(
+            &json!({"channel": "ext", "event": "shipped", "data": {"n": 1}, "socket_id": "1.2"}),
+        )
+        .await;
+    let event = server.wait_status(&id, "delivered").await;
+
+    assert_eq!(event["attempts"], 3, "{event:#}");
+    assert!(event["last_error"].is_null(), "{event:#}");
+    let attempts = event["attempt_log"].as_array().unwrap();
+    let codes: Vec<&Value> = attempts.iter().map(|a| &a["status_code"]).collect();
+    assert_eq!(codes, [&json!(500), &json!(500), &json!(200)]);
+    assert!(attempts[0]["error"].as_str().unwrap().contains("500"));
+
+    let requests = target.requests();
+    assert_eq!(requests.len(), 3);
+    for request in &requests {
+        assert_eq!(request.path, format!("/apps/{TARGET_APP_ID}/events"));
+        assert!(request.signature_ok, "signed as the Pusher SDKs sign");
+        assert_eq!(request.body["name"], "shipped");
+        assert_eq!(request.body["data"], r#"{"n":1}"#);
+        assert_eq!(request.body["channels"], json!(["ext"]));
+        assert_eq!(request.body["socket_id"], "1.2");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_is_marked_dead_after_the_configured_attempts() {
+    // A port nothing listens on: every attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let server = Server::start_with(Options {
+        max_attempts: 3,
+        app: AppSettings {
+            delivery_url: Some(format!("http://127.0.0.1:{port}")),
+            ..AppSettings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let id = server
+        .publish_ok(&json!({"channel": "c", "event": "doomed", "data": 1}))
+        .await;
+    let event = server.wait_status(&id, "dead").await;
+    assert_eq!(event["attempts"], 3);
+    assert!(
+        event["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("request failed"),
+        "{event:#}"
+    );
+    assert_eq!(event["attempt_log"].as_array().unwrap().len(), 3);
+    assert!(event["stages"]["acknowledged_at"].is_null());
+    let (_, dead) = server.get("/api/events?status=dead").await;
+    assert_eq!(dead["events"][0]["id"], id);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sweeper_queues_an_event_left_accepted() {
+    let server = Server::start().await;
+    let mut subscriber = server.subscribe("swept").await;
+    // As if the process died between writing the log and queueing the job.
+    let stranded = server
+        .intake()
+        .log
+        .insert(NewEvent {
+            app_id: server.app.id.clone(),
+            channels: vec!["swept".to_owned()],
+            event: "stranded".to_owned(),
+            data: "\"late\"".to_owned(),
+            socket_id: None,
+            idempotency_key: None,
+            request_hash: "h".to_owned(),
+            replay_of: None,
+            received_at: now_millis(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(server.event(&stranded.id).await["status"], "accepted");
+
+    let queued = intake::sweep(server.intake(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    let message = subscriber.next("stranded").await;
+    assert_eq!(message["data"], "\"late\"");
+    server.wait_status(&stranded.id, "delivered").await;
+    assert_eq!(
+        intake::sweep(server.intake(), Duration::ZERO)
+            .await
+            .unwrap(),
+        0
+    );
+    server.shutdown().await;
+}

@@ -1,0 +1,59 @@
+//! The same pipeline on the production backends: Postgres as log and queue, Redis as queue
+//! and bus. These need the real services and fail when they are not provided.
+
+use comnestor_server::config::QueueKind;
+use serde_json::json;
+
+use crate::eventlog::{next_metadata, open_stream};
+use crate::support::{Options, SHARED_SERVICES, Server, service_url};
+
+#[tokio::test]
+async fn postgres_as_log_and_queue_end_to_end() {
+    let url = service_url("COMNESTOR_TEST_POSTGRES_URL", "Postgres");
+    let _serial = SHARED_SERVICES.lock().await;
+    let server = Server::start_with(Options {
+        database_url: url,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(server.intake().queue.backend_name(), "postgres");
+    let mut subscriber = server.subscribe("pg").await;
+    let id = server
+        .publish_ok(&json!({"channel": "pg", "event": "stored", "data": {"on": "postgres"}}))
+        .await;
+    let message = subscriber.next("stored").await;
+    assert_eq!(message["data"], r#"{"on":"postgres"}"#);
+    let event = server.wait_status(&id, "delivered").await;
+    assert_eq!(event["attempts"], 1);
+    let (_, history) = server.get("/api/channels/pg/history").await;
+    assert_eq!(history["events"][0]["id"], id);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_as_queue_and_bus_end_to_end() {
+    let url = service_url("COMNESTOR_TEST_REDIS_URL", "Redis");
+    let _serial = SHARED_SERVICES.lock().await;
+    let server = Server::start_with(Options {
+        redis_url: Some(url),
+        queue: QueueKind::Redis,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(server.intake().queue.backend_name(), "redis");
+    let mut stream = open_stream(&server, "?channel=rd").await;
+    let mut buffer = String::new();
+    let mut subscriber = server.subscribe("rd").await;
+    let id = server
+        .publish_ok(&json!({"channel": "rd", "event": "queued", "data": "via redis"}))
+        .await;
+    let message = subscriber.next("queued").await;
+    assert_eq!(message["data"], "via redis");
+    let metadata = next_metadata(&mut stream, &mut buffer).await;
+    assert_eq!(
+        metadata["id"], id,
+        "metadata came back through Redis pub/sub"
+    );
+    server.wait_status(&id, "delivered").await;
+    server.shutdown().await;
+}
