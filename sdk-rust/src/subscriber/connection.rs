@@ -122,9 +122,14 @@ impl Task {
     }
 
     pub(crate) async fn first_connection(&self) -> Result<Connected> {
-        self.open()
+        let connected = self
+            .open()
             .await
-            .map_err(|failure| Error::new("Subscriber::connect", failure.kind))
+            .map_err(|failure| Error::new("Subscriber::connect", failure.kind))?;
+        self.state.send_replace(ConnectionState::Connected {
+            socket_id: connected.socket_id.clone(),
+        });
+        Ok(connected)
     }
 
     /// Opens a connection and waits for `pusher:connection_established`.
