@@ -48,3 +48,10 @@ check_node() {
   need_command node nodejs
   need_command npm npm
 }
+
+# Debian's Chromium for the browser lane; tools that download their own browser fail here.
+check_chromium() {
+  need_command chromium chromium
+  export COMNESTOR_CHROMIUM
+  COMNESTOR_CHROMIUM=$(command -v chromium)
+}
