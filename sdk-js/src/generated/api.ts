@@ -328,23 +328,23 @@ export const operations = {
   /**
    * List events.
    */
-  listEvents: { method: "GET", path: "/events", successStatus: [200], errorStatus: [400,401,403,404,409,413,422,429,503], contentType: "application/json; charset=utf-8" },
+  listEvents: { method: "GET", path: "/events", successStatus: [200], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "application/json; charset=utf-8" },
   /**
    * Publish an event.
    */
-  publishEvent: { method: "POST", path: "/events", successStatus: [202], errorStatus: [400,401,403,404,409,413,422,429,503], contentType: "application/json; charset=utf-8" },
+  publishEvent: { method: "POST", path: "/events", successStatus: [202], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "application/json; charset=utf-8" },
   /**
    * Get one event with its stages and delivery attempts.
    */
-  getEvent: { method: "GET", path: "/events/{id}", successStatus: [200], errorStatus: [400,401,403,404,409,413,422,429,503], contentType: "application/json; charset=utf-8" },
+  getEvent: { method: "GET", path: "/events/{id}", successStatus: [200], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "application/json; charset=utf-8" },
   /**
    * Replay an event.
    */
-  replayEvent: { method: "POST", path: "/events/{id}/replay", successStatus: [202], errorStatus: [400,401,403,404,409,413,422,429,503], contentType: "application/json; charset=utf-8" },
+  replayEvent: { method: "POST", path: "/events/{id}/replay", successStatus: [202], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "application/json; charset=utf-8" },
   /**
    * A channel's history.
    */
-  channelHistory: { method: "GET", path: "/channels/{channel}/history", successStatus: [200], errorStatus: [400,401,403,404,409,413,422,429,503], contentType: "application/json; charset=utf-8" },
+  channelHistory: { method: "GET", path: "/channels/{channel}/history", successStatus: [200], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "application/json; charset=utf-8" },
   /**
    * Watch accepted events live.
    */
