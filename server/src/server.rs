@@ -209,20 +209,21 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     let hub = ctx.hub.clone();
     let task = tokio::spawn(async move {
         let mut signal = stopped.clone();
+        // Connections drain before the listener closes, so that during the drain `/up`
+        // answers 503 to load balancers and late clients are told to reconnect (4200)
+        // instead of finding the port closed.
+        let drain = async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+            tracing::info!(
+                connections = hub.live_connections(),
+                "shutting down; asking clients to reconnect"
+            );
+            hub.shutdown(grace).await;
+        };
         let result = Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(
-                routes,
-                async move {
-                    let _ = signal.wait_for(|stop| *stop).await;
-                },
-                Some(grace),
-            )
+            .run_with_graceful_shutdown(routes, drain, Some(grace))
             .await;
-        tracing::info!(
-            connections = hub.live_connections(),
-            "no longer accepting; asking clients to reconnect"
-        );
-        hub.shutdown(grace).await;
+        tracing::info!("no longer accepting");
         refresher.abort();
         for task in background {
             let _ = tokio::time::timeout(grace, task).await;
@@ -266,9 +267,10 @@ fn spawn_pipeline(
         );
         let queue = intake.queue.clone();
         let workers = settings.delivery_workers;
+        let poll = settings.queue_poll;
         let stopped = stopped.clone();
         tasks.push(tokio::spawn(async move {
-            queue.run_worker(deliverer, workers, stopped).await
+            queue.run_worker(deliverer, workers, poll, stopped).await
         }));
     } else {
         tracing::warn!(
