@@ -81,14 +81,15 @@ impl Report {
             if result.area != area {
                 area = &result.area;
                 let in_area = self.results.iter().filter(|r| r.area == area);
-                let (passed, failed) = in_area.fold((0, 0), |(p, f), r| match r.status {
-                    Status::Passed => (p + 1, f),
-                    Status::Failed => (p, f + 1),
-                    Status::Skipped => (p, f),
-                });
+                let (passed, failed, skipped) =
+                    in_area.fold((0, 0, 0), |(p, f, s), r| match r.status {
+                        Status::Passed => (p + 1, f, s),
+                        Status::Failed => (p, f + 1, s),
+                        Status::Skipped => (p, f, s + 1),
+                    });
                 let _ = writeln!(
                     out,
-                    "\n{} [{}]: {passed} passed, {failed} failed",
+                    "\n{} [{}]: {passed} passed, {failed} failed, {skipped} skipped",
                     result.area_title, result.area
                 );
             }
