@@ -6,6 +6,7 @@
 mod encrypted;
 mod errors;
 mod presence;
+mod protocol;
 mod publish;
 mod reconnect;
 mod subscribe;
