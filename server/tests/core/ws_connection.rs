@@ -184,13 +184,22 @@ async fn disabled_app_is_closed_with_4003() {
 async fn connections_over_the_quota_are_closed_with_4004() {
     let server = server_with(|s| s.max_connections = Some(2)).await;
     let mut first = Client::connect(&server).await;
-    let _second = Client::connect(&server).await;
+    first
+        .subscribe_presence(&server.app, "presence-q", &member("1", "One"))
+        .await;
+    let mut second = Client::connect(&server).await;
+    second
+        .subscribe_presence(&server.app, "presence-q", &member("2", "Two"))
+        .await;
+    first.expect("pusher_internal:member_added").await;
     let mut third = open(&server.ws_url()).await;
     expect_close(&mut third, 4004).await;
     first.assert_alive().await;
 
-    // A freed place can be taken again.
-    drop(_second);
+    // A freed place can be taken again. The member_removed shows the server has handled
+    // the disconnect, which releases the place in the same step.
+    drop(second);
+    first.expect("pusher_internal:member_removed").await;
     let mut retry = Client::connect(&server).await;
     retry.assert_alive().await;
 }
