@@ -68,6 +68,15 @@ pub enum ErrorKind {
     /// The subscriber's connection task has stopped, so the call cannot be carried out.
     #[error("the subscriber is closed")]
     SubscriberClosed,
+    /// The subscriber is between connections; the call needs a live one.
+    #[error("the subscriber is not connected right now")]
+    NotConnected,
+    /// The server did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The server broke the Pusher protocol (a handshake without a socket id, say).
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
 }
 
 /// A boxed error, as authorizer callbacks return it.

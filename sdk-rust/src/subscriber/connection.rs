@@ -153,10 +153,7 @@ impl Task {
             Ok(result) => result,
             Err(_) => Err(Failure {
                 code: None,
-                kind: ErrorKind::Refused {
-                    code: 0,
-                    reason: "no pusher:connection_established in time".into(),
-                },
+                kind: ErrorKind::Timeout("no pusher:connection_established in time"),
             }),
         }
     }
@@ -647,7 +644,7 @@ impl Task {
             return invalid(format!("client events are not allowed on {channel}"));
         }
         let Some(socket) = socket else {
-            return Err(ErrorKind::SubscriberClosed);
+            return Err(ErrorKind::NotConnected);
         };
         let frame = message::encode(event, Some(channel), Data::Json(&data.to_string()), None);
         send(socket, frame).await
@@ -702,7 +699,11 @@ async fn handshake(socket: &mut Socket) -> std::result::Result<(String, Duration
             "pusher:connection_established" => {
                 let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
                 if !comnestor_protocol::is_valid_socket_id(&socket_id) {
-                    return Err(refusal(None, "bad socket_id in handshake".into(), None));
+                    let reason = format!("socket_id {socket_id:?} in the handshake");
+                    return Err(Failure {
+                        code: None,
+                        kind: ErrorKind::Protocol(reason),
+                    });
                 }
                 let seconds = data["activity_timeout"].as_u64().filter(|s| *s > 0);
                 let activity = Duration::from_secs(seconds.unwrap_or(120));
@@ -718,19 +719,21 @@ async fn handshake(socket: &mut Socket) -> std::result::Result<(String, Duration
     }
 }
 
+/// The failure of a handshake that ended: a Pusher code (from the close frame, or else from
+/// a `pusher:error` before it) makes it a refusal.
 fn refusal(code: Option<u16>, reason: String, last_error: Option<(u16, String)>) -> Failure {
     let (code, reason) = match (code, last_error) {
         (Some(code), _) if code >= 4000 => (Some(code), reason),
         (_, Some((code, text))) => (Some(code), text),
         (code, None) => (code, reason),
     };
-    Failure {
-        code,
-        kind: ErrorKind::Refused {
-            code: code.unwrap_or(0),
-            reason,
-        },
-    }
+    let kind = match code {
+        Some(code) if code >= 4000 => ErrorKind::Refused { code, reason },
+        _ => ErrorKind::Protocol(format!(
+            "the connection closed before pusher:connection_established ({reason})"
+        )),
+    };
+    Failure { code, kind }
 }
 
 /// Opens an encrypted event; a failure becomes a `pusher:decryption_error` event.

@@ -170,6 +170,17 @@ impl SubscriberBuilder {
     }
 }
 
+impl crate::Client {
+    /// A subscriber builder for this client's server and app that signs its own
+    /// subscriptions with the client's credentials ([`LocalAuthorizer`]): for backends that
+    /// listen to channels. Presence channels need [`SubscriberBuilder::authorizer`] with a
+    /// [`LocalAuthorizer::presence_user`].
+    pub fn subscriber(&self) -> SubscriberBuilder {
+        Subscriber::builder(self.base_url(), self.credentials().key())
+            .authorizer(LocalAuthorizer::new(self.credentials().clone()))
+    }
+}
+
 /// `ws(s)://host/app/{key}?protocol=7&client=rust&version=…` from an `http(s)` or `ws(s)` base.
 fn socket_url(base: &str, key: &str) -> Result<String> {
     let call = "Subscriber::connect";
@@ -380,6 +391,8 @@ impl Subscription {
     }
 
     /// Sends a client event on this channel; see [`Subscriber::send_client_event`].
+    ///
+    /// Cancel safety: as [`Subscriber::send_client_event`].
     pub async fn trigger(&self, event: &str, data: Value) -> Result<()> {
         self.subscriber
             .send_client_event(&self.channel, event, data)

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use comnestor::{Backoff, ConnectionState, LocalAuthorizer, Subscriber, Trigger};
+use comnestor::{Backoff, ConnectionState, Subscriber, Trigger};
 use serde_json::json;
 
-use crate::support::{APP_KEY, Server, credentials, next_named, unique, within};
+use crate::support::{APP_KEY, Server, next_named, unique, within};
 
 #[tokio::test]
 async fn resubscribes_after_the_server_restarts() {
@@ -14,8 +14,9 @@ async fn resubscribes_after_the_server_restarts() {
         initial: Duration::from_millis(50),
         max: Duration::from_millis(500),
     };
-    let subscriber = Subscriber::builder(server.url(), APP_KEY)
-        .authorizer(LocalAuthorizer::new(credentials()))
+    let subscriber = server
+        .client()
+        .subscriber()
         .backoff(fast)
         .connect()
         .await
