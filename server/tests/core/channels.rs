@@ -27,6 +27,27 @@ async fn public_channel_subscription_and_events_relayed_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn subscribe_data_may_be_a_json_string() {
+    let server = server().await;
+    let app = &server.app;
+    let mut client = Client::connect(&server).await;
+    client
+        .send_text(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"stringly\"}"}"#)
+        .await;
+    client
+        .expect_on("pusher_internal:subscription_succeeded", "stringly")
+        .await;
+    let auth = auth::authorize_channel(&app.key, &app.secret, &client.socket_id, "private-s", None);
+    let data = json!({"channel": "private-s", "auth": auth}).to_string();
+    client
+        .send(json!({"event": "pusher:subscribe", "data": data}))
+        .await;
+    client
+        .expect_on("pusher_internal:subscription_succeeded", "private-s")
+        .await;
+}
+
+#[tokio::test]
 async fn laravel_event_names_with_backslashes_are_delivered() {
     let server = server().await;
     let mut client = Client::connect(&server).await;

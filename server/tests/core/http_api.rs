@@ -635,6 +635,30 @@ async fn a_channel_reports_its_state_and_the_requested_attributes() {
 }
 
 #[tokio::test]
+async fn a_path_is_accepted_signed_before_or_after_percent_encoding() {
+    let server = server().await;
+    let api = Api::new(&server);
+    let mut client = Client::connect(&server).await;
+    client.signin(&server.app, r#"{"id":"a"}"#).await;
+    client.subscribe_public("#server-to-user-a").await;
+    let encoded = api.path("/channels/%23server-to-user-a");
+    let decoded = api.path("/channels/#server-to-user-a");
+    for signed in [&encoded, &decoded] {
+        let query = signing::sign_request(
+            &api.key,
+            &api.secret,
+            "GET",
+            signed,
+            &[("info", "subscription_count")],
+            None,
+            now(),
+        );
+        let reply = api.raw("GET", &encoded, &query, Vec::new()).await.ok();
+        assert_eq!(reply, json!({"occupied": true, "subscription_count": 1}));
+    }
+}
+
+#[tokio::test]
 async fn cache_channels_report_their_cached_event() {
     let server = server().await;
     let api = Api::new(&server);

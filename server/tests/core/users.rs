@@ -255,6 +255,19 @@ async fn terminate_connections_closes_only_the_users_signed_in_connections() {
     someone_else.expect_close(4009).await;
     presence_only.assert_alive().await;
 
+    // Watchers see terminated users go offline, and a terminated user may sign in again.
+    let mut watcher = Client::connect(&server).await;
+    watcher.signin(app, &watching("w", &["42"])).await;
+    assert_eq!(statuses(&watcher.next().await), (vec![], vec!["42".into()]));
+    let mut again = Client::connect(&server).await;
+    again.signin(app, &user("42")).await;
+    assert_eq!(statuses(&watcher.next().await), (vec!["42".into()], vec![]));
+    api.post("/users/42/terminate_connections", &json!({}))
+        .await
+        .ok();
+    again.expect_close(4009).await;
+    assert_eq!(statuses(&watcher.next().await), (vec![], vec!["42".into()]));
+
     // A user with no connections is fine too.
     let reply = api
         .post("/users/nobody/terminate_connections", &json!({}))
