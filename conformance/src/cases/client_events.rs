@@ -39,7 +39,7 @@ pub fn cases() -> Vec<super::Case> {
             area,
             name_without_prefix_refused,
             Need::Nothing,
-            "§2.9: a client event name must start with client-"
+            "§2.9: a client event name must start with client-; pusher: and pusher_internal: names from clients are never relayed"
         ),
         case!(
             area,

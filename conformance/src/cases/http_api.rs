@@ -98,6 +98,12 @@ pub fn cases() -> Vec<super::Case> {
         ),
         case!(
             area,
+            other_app_path_refused,
+            Need::Nothing,
+            "§3.2: auth_key must belong to the app in the path; a request to another app id is refused (4xx)"
+        ),
+        case!(
+            area,
             bad_signature_401,
             Need::Nothing,
             "§3.2: a wrong auth_signature is a 401"
@@ -403,6 +409,19 @@ async fn expect_401(ctx: &Ctx, request: &Request, what: &str) -> Result<()> {
     ensure!(
         reply.status == 401,
         "{what}: expected 401, got {} {}",
+        reply.status,
+        reply.body
+    );
+    Ok(())
+}
+
+async fn other_app_path_refused(ctx: Arc<Ctx>) -> Result<()> {
+    let mut request = trigger_request(&ctx);
+    request.path = format!("/apps/{}-other/events", ctx.cfg.app_id);
+    let reply = ctx.api.send(&request).await?;
+    ensure!(
+        (400..500).contains(&reply.status),
+        "a request signed with this app's key for another app id got {} {}",
         reply.status,
         reply.body
     );

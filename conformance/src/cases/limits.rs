@@ -24,6 +24,12 @@ pub fn cases() -> Vec<super::Case> {
         ),
         case!(
             area,
+            client_event_over_limit_refused,
+            Need::Nothing,
+            "§2.9, §3.4: a client event whose data exceeds the event limit is refused, not relayed, and the socket stays usable"
+        ),
+        case!(
+            area,
             over_100_channels_400,
             Need::Nothing,
             "§3.3, §3.4: a trigger to more than 100 channels is a 400"
@@ -96,6 +102,31 @@ async fn event_data_at_limit_accepted(ctx: Arc<Ctx>) -> Result<()> {
 async fn event_data_over_limit_413(ctx: Arc<Ctx>) -> Result<()> {
     let body = trigger_of_size(&ctx, ctx.cfg.max_event_size + 1);
     ctx.api.post("/events", &body).await?.expect_status(413)
+}
+
+async fn client_event_over_limit_refused(ctx: Arc<Ctx>) -> Result<()> {
+    let channel = ctx.channel("private-");
+    let mut sender = ctx.connect().await?;
+    ctx.subscribe_private(&mut sender, &channel).await?;
+    let mut receiver = ctx.connect().await?;
+    ctx.subscribe_private(&mut receiver, &channel).await?;
+    let data = json!({"blob": "x".repeat(ctx.cfg.max_event_size + 1)});
+    sender.trigger(&channel, "client-huge", data);
+    receiver
+        .expect_none("an oversized client event", ctx.cfg.quiet, |f| {
+            f.event == "client-huge"
+        })
+        .await?;
+    // The server may refuse with a pusher:error or close the socket (the message may also be
+    // over its frame limit); a close must not use a 43xx code.
+    if sender.assert_open().await.is_err() {
+        let code = sender.expect_close(ctx.cfg.wait).await?;
+        ensure!(
+            !code.is_some_and(|c| (4300..4400).contains(&c)),
+            "closed with {code:?}: 43xx close codes make pusher-js give up"
+        );
+    }
+    Ok(())
 }
 
 fn channels(ctx: &Ctx, n: usize) -> Vec<String> {
