@@ -1,0 +1,44 @@
+//! The load generator against a real server: a short fan-out must deliver every event once.
+
+use comnestor_server::testing::{APP_ID, APP_KEY, APP_SECRET, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_event_once() {
+    let server = TestServer::start().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_comnestor-bench"))
+        .args(["--strict", "--json", "-", "--source-ips", "2"])
+        .args([
+            "fanout",
+            "--subscribers",
+            "20",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+        ])
+        .args(["--warmup", "0", "--drain", "3"])
+        .env("COMNESTOR_URL", server.http_url())
+        .env("COMNESTOR_APP_ID", APP_ID)
+        .env("COMNESTOR_APP_KEY", APP_KEY)
+        .env("COMNESTOR_APP_SECRET", APP_SECRET)
+        .output()
+        .await
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: serde_json::Value = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a JSON record");
+    let results = &record["results"];
+    assert_eq!(results["deliveries"], 400, "{results}");
+    assert_eq!(results["lost"], 0);
+    assert_eq!(results["duplicated"], 0);
+    assert_eq!(results["latency"]["count"], 400);
+    server.shutdown().await;
+}
