@@ -62,6 +62,9 @@ pub enum ErrorKind {
     /// The authorizer did not authorize a subscription.
     #[error("the authorizer refused the channel")]
     Authorizer(#[source] BoxError),
+    /// Signing in as a user failed (the authenticator or the server refused).
+    #[error("signing in failed: {0}")]
+    SignInFailed(String),
     /// The server rejected a subscription.
     #[error("the server rejected the subscription: {0}")]
     SubscriptionRejected(String),

@@ -145,7 +145,8 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use pusher::{BatchItem, Channels, ChannelsQuery, Trigger};
 pub use subscriber::{
     AuthRequest, Authorizer, Backoff, ChannelEvent, ConnectionState, HttpAuthorizer,
-    LocalAuthorizer, Members, Subscriber, SubscriberBuilder, Subscription,
+    LocalAuthorizer, Members, SignIn, Subscriber, SubscriberBuilder, Subscription,
+    UserAuthenticator,
 };
 pub use tls::ensure_crypto_provider;
 

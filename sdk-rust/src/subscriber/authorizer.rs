@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::client::form_encode;
-use crate::credentials::{ChannelAuth, Credentials, PresenceUser};
+use crate::credentials::{ChannelAuth, Credentials, PresenceUser, UserAuth, UserData};
 use crate::error::BoxError;
 
 /// What the subscriber asks an [`Authorizer`] to sign: this connection may join this channel.
@@ -38,6 +38,28 @@ where
     }
 }
 
+/// The future a [`UserAuthenticator`] returns.
+pub type UserAuthFuture<'a> = Pin<Box<dyn Future<Output = Result<UserAuth, BoxError>> + Send + 'a>>;
+
+/// Signs a connection in as a user (`pusher:signin`), given its socket id.
+///
+/// It is called again after every reconnect. Any `async` closure
+/// `Fn(String) -> Result<UserAuth, BoxError>` is one; so are [`HttpAuthorizer`] (pointed at a
+/// user-auth endpoint) and [`LocalAuthorizer`] with a [`LocalAuthorizer::user`].
+pub trait UserAuthenticator: Send + Sync + 'static {
+    fn authenticate(&self, socket_id: String) -> UserAuthFuture<'_>;
+}
+
+impl<F, Fut> UserAuthenticator for F
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<UserAuth, BoxError>> + Send + 'static,
+{
+    fn authenticate(&self, socket_id: String) -> UserAuthFuture<'_> {
+        Box::pin(self(socket_id))
+    }
+}
+
 /// Signs subscriptions with the app's own credentials: for backends that subscribe.
 ///
 /// Presence channels are joined as the configured [`PresenceUser`]; without one, presence
@@ -46,6 +68,7 @@ where
 pub struct LocalAuthorizer {
     credentials: Credentials,
     presence_user: Option<PresenceUser>,
+    user: Option<UserData>,
 }
 
 impl LocalAuthorizer {
@@ -53,7 +76,14 @@ impl LocalAuthorizer {
         Self {
             credentials,
             presence_user: None,
+            user: None,
         }
+    }
+
+    /// The user this subscriber signs in as, when used as a [`UserAuthenticator`].
+    pub fn user(mut self, user: UserData) -> Self {
+        self.user = Some(user);
+        self
     }
 
     /// The member this subscriber appears as in presence channels.
@@ -86,8 +116,22 @@ impl Authorizer for LocalAuthorizer {
     }
 }
 
+impl UserAuthenticator for LocalAuthorizer {
+    fn authenticate(&self, socket_id: String) -> UserAuthFuture<'_> {
+        let result = match &self.user {
+            Some(user) => self
+                .credentials
+                .authenticate_user(&socket_id, user)
+                .map_err(BoxError::from),
+            None => Err("LocalAuthorizer has no user to sign in as".into()),
+        };
+        Box::pin(async move { result })
+    }
+}
+
 /// Calls an auth endpoint the way pusher-js does: `POST` of the form
-/// `socket_id=…&channel_name=…`, answered by `200` with the [`ChannelAuth`] JSON.
+/// `socket_id=…&channel_name=…`, answered by `200` with the [`ChannelAuth`] JSON. It also
+/// serves as a [`UserAuthenticator`] for a user-auth endpoint.
 #[derive(Debug, Clone)]
 pub struct HttpAuthorizer {
     endpoint: String,
@@ -116,11 +160,11 @@ impl HttpAuthorizer {
         self
     }
 
-    async fn call(&self, request: AuthRequest) -> Result<ChannelAuth, BoxError> {
-        let body = form_encode(&[
-            ("socket_id", &request.socket_id),
-            ("channel_name", &request.channel),
-        ]);
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<T, BoxError> {
+        let body = form_encode(form);
         let mut builder = self
             .http
             .post(&self.endpoint)
@@ -144,6 +188,20 @@ impl HttpAuthorizer {
 
 impl Authorizer for HttpAuthorizer {
     fn authorize(&self, request: AuthRequest) -> AuthFuture<'_> {
-        Box::pin(self.call(request))
+        Box::pin(async move {
+            let form = [
+                ("socket_id", request.socket_id.as_str()),
+                ("channel_name", request.channel.as_str()),
+            ];
+            self.call(&form).await
+        })
+    }
+}
+
+/// As a user authenticator, the endpoint is a user-auth endpoint (`/pusher/user-auth` in
+/// pusher-js), which gets `socket_id=…` and answers with the [`UserAuth`] JSON.
+impl UserAuthenticator for HttpAuthorizer {
+    fn authenticate(&self, socket_id: String) -> UserAuthFuture<'_> {
+        Box::pin(async move { self.call(&[("socket_id", socket_id.as_str())]).await })
     }
 }

@@ -18,8 +18,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use super::backoff::Next;
 use super::{
     AuthRequest, Authorizer, ChannelEvent, ChannelShared, ConnectionState, Members, Options,
+    SignIn, UserAuthenticator,
 };
-use crate::credentials::ChannelAuth;
+use crate::credentials::{ChannelAuth, UserAuth};
 use crate::encryption::ChannelKey;
 use crate::error::{BoxError, Error, ErrorKind, Result};
 
@@ -64,11 +65,25 @@ enum Ended {
     Stopped,
 }
 
-/// The result of an authorizer call, tagged with the connection it was made for.
-struct Authorized {
-    channel: String,
-    generation: u64,
-    result: std::result::Result<ChannelAuth, BoxError>,
+/// Who signs what: channel subscriptions, and the user sign-in.
+pub(crate) struct Auth {
+    pub channels: Option<Arc<dyn Authorizer>>,
+    pub user: Option<Arc<dyn UserAuthenticator>>,
+    pub sign_in: watch::Sender<SignIn>,
+}
+
+/// The result of an authorizer or authenticator call, tagged with the connection it was made
+/// for.
+enum Authorized {
+    Channel {
+        channel: String,
+        generation: u64,
+        result: std::result::Result<ChannelAuth, BoxError>,
+    },
+    User {
+        generation: u64,
+        result: std::result::Result<UserAuth, BoxError>,
+    },
 }
 
 type Ready = oneshot::Sender<Result<mpsc::Receiver<ChannelEvent>, ErrorKind>>;
@@ -88,7 +103,7 @@ struct Entry {
 
 pub(crate) struct Task {
     url: String,
-    authorizer: Option<Arc<dyn Authorizer>>,
+    auth: Auth,
     options: Options,
     state: watch::Sender<ConnectionState>,
     channels: HashMap<String, Entry>,
@@ -98,19 +113,23 @@ pub(crate) struct Task {
     authorized_rx: Option<mpsc::UnboundedReceiver<Authorized>>,
     /// The last `pusher:error` code, which explains a close that carries no code.
     last_error: Option<(u16, String)>,
+    /// The user this connection is signed in as.
+    signed_in: Option<String>,
+    /// Whether a `pusher:signin` awaits its answer.
+    signing_in: bool,
 }
 
 impl Task {
     pub(crate) fn new(
         url: String,
-        authorizer: Option<Arc<dyn Authorizer>>,
+        auth: Auth,
         options: Options,
         state: watch::Sender<ConnectionState>,
     ) -> Self {
         let (authorized, authorized_rx) = mpsc::unbounded_channel();
         Self {
             url,
-            authorizer,
+            auth,
             options,
             state,
             channels: HashMap::new(),
@@ -118,6 +137,8 @@ impl Task {
             authorized,
             authorized_rx: Some(authorized_rx),
             last_error: None,
+            signed_in: None,
+            signing_in: false,
         }
     }
 
@@ -248,9 +269,11 @@ impl Task {
         } = connected;
         self.generation += 1;
         self.last_error = None;
+        self.signed_in = None;
         self.state.send_replace(ConnectionState::Connected {
             socket_id: socket_id.clone(),
         });
+        self.start_sign_in(&socket_id);
         let names: Vec<ChannelName> = self.channels.values().map(|e| e.name.clone()).collect();
         for name in names {
             self.start_subscribe(&mut socket, &socket_id, name).await;
@@ -332,6 +355,7 @@ impl Task {
             }
             "pusher:pong" => {}
             "pusher:error" => self.on_error(&message),
+            "pusher:signin_success" => self.on_signed_in(socket, &message).await,
             "pusher_internal:subscription_succeeded" => self.on_subscribed(socket, &message).await,
             "pusher_internal:member_added" => self.on_member_added(&message),
             "pusher_internal:member_removed" => self.on_member_removed(&message),
@@ -351,6 +375,14 @@ impl Task {
     fn on_error(&mut self, message: &ServerMessage) {
         let data = message.decoded_data();
         let text = data["message"].as_str().unwrap_or_default().to_owned();
+        if self.signing_in && message.channel.is_none() {
+            // The server answers a refused sign-in with a connection-level error.
+            self.signing_in = false;
+            let failed = SignIn::Failed {
+                reason: text.clone(),
+            };
+            self.auth.sign_in.send_replace(failed);
+        }
         if let Some(code) = data["code"].as_u64().and_then(|c| u16::try_from(c).ok()) {
             self.last_error = Some((code, text));
         }
@@ -477,6 +509,10 @@ impl Task {
 
     /// Authorizes (in a separate task, so frames keep flowing) or directly subscribes.
     async fn start_subscribe(&mut self, socket: &mut Socket, socket_id: &str, name: ChannelName) {
+        if name.kind() == ChannelKind::ServerToUser && self.signed_in.is_none() {
+            // Subscribed once `pusher:signin_success` arrives on this connection.
+            return;
+        }
         if !name.kind().requires_auth() {
             let data = SubscribeData {
                 channel: name.as_str().to_owned(),
@@ -486,7 +522,7 @@ impl Task {
             let _ = send(socket, subscribe_frame(&data)).await;
             return;
         }
-        let Some(authorizer) = self.authorizer.clone() else {
+        let Some(authorizer) = self.auth.channels.clone() else {
             let kind = ErrorKind::InvalidArgument(format!("{name} needs an authorizer"));
             self.fail(name.as_str(), kind, json!({"type": "AuthError"}));
             return;
@@ -500,7 +536,7 @@ impl Task {
         tokio::spawn(async move {
             let channel = request.channel.clone();
             let result = authorizer.authorize(request).await;
-            let _ = results.send(Authorized {
+            let _ = results.send(Authorized::Channel {
                 channel,
                 generation,
                 result,
@@ -508,12 +544,85 @@ impl Task {
         });
     }
 
-    async fn on_authorized(&mut self, socket: &mut Socket, authorized: Authorized) {
-        if authorized.generation != self.generation {
+    /// Asks the user authenticator, if there is one, to sign this connection in.
+    fn start_sign_in(&mut self, socket_id: &str) {
+        let Some(authenticator) = self.auth.user.clone() else {
             return;
+        };
+        self.signing_in = true;
+        self.auth.sign_in.send_replace(SignIn::Pending);
+        let (socket_id, generation) = (socket_id.to_owned(), self.generation);
+        let results = self.authorized.clone();
+        tokio::spawn(async move {
+            let result = authenticator.authenticate(socket_id).await;
+            let _ = results.send(Authorized::User { generation, result });
+        });
+    }
+
+    async fn on_user_auth(
+        &mut self,
+        socket: &mut Socket,
+        result: std::result::Result<UserAuth, BoxError>,
+    ) {
+        match result {
+            Ok(auth) => {
+                let data = serde_json::to_string(&message::SigninData {
+                    auth: auth.auth,
+                    user_data: auth.user_data,
+                })
+                .unwrap_or_default();
+                let frame = message::encode("pusher:signin", None, Data::Json(&data), None);
+                let _ = send(socket, frame).await;
+            }
+            Err(error) => {
+                self.signing_in = false;
+                let failed = SignIn::Failed {
+                    reason: error.to_string(),
+                };
+                self.auth.sign_in.send_replace(failed);
+            }
         }
-        let channel = authorized.channel;
-        let auth = match authorized.result {
+    }
+
+    async fn on_signed_in(&mut self, socket: &mut Socket, message: &ServerMessage) {
+        let data = message.decoded_data();
+        let user_data = data["user_data"].as_str().unwrap_or_default();
+        let Ok(user) = message::SignedInUser::from_user_data(user_data) else {
+            return;
+        };
+        self.signing_in = false;
+        self.signed_in = Some(user.id.clone());
+        self.auth
+            .sign_in
+            .send_replace(SignIn::SignedIn { user_id: user.id });
+        let socket_id = match &*self.state.borrow() {
+            ConnectionState::Connected { socket_id } => socket_id.clone(),
+            _ => return,
+        };
+        let waiting: Vec<ChannelName> = self
+            .channels
+            .values()
+            .filter(|e| e.name.kind() == ChannelKind::ServerToUser)
+            .map(|e| e.name.clone())
+            .collect();
+        for name in waiting {
+            self.start_subscribe(socket, &socket_id, name).await;
+        }
+    }
+
+    async fn on_authorized(&mut self, socket: &mut Socket, authorized: Authorized) {
+        let (channel, result) = match authorized {
+            Authorized::Channel {
+                generation,
+                channel,
+                result,
+            } if generation == self.generation => (channel, result),
+            Authorized::User { generation, result } if generation == self.generation => {
+                return self.on_user_auth(socket, result).await;
+            }
+            _ => return,
+        };
+        let auth = match result {
             Ok(auth) => auth,
             Err(error) => {
                 let data = json!({"type": "AuthError", "error": error.to_string()});

@@ -10,9 +10,12 @@
 //! The [`Subscriber`] handle and every [`Subscription`] keep the task alive; when the last of
 //! them is dropped, the task closes the connection.
 //!
-//! Known shortcomings: `pusher:signin` (user authentication) and `#server-to-user-` channels
-//! are not implemented, and a 4000 close ("use TLS") is treated as final instead of retrying
-//! over `wss://`.
+//! With a [`UserAuthenticator`] ([`SubscriberBuilder::sign_in`]) the connection signs in as a
+//! user after each connect, and [`Subscriber::subscribe_user`] receives what the backend sends
+//! with [`Client::send_to_user`](crate::Client::send_to_user).
+//!
+//! Known shortcomings: a 4000 close ("use TLS") is treated as final instead of retrying over
+//! `wss://`, and watchlist events are not surfaced.
 
 mod authorizer;
 mod backoff;
@@ -30,7 +33,10 @@ use futures_util::Stream;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use authorizer::{AuthFuture, AuthRequest, Authorizer, HttpAuthorizer, LocalAuthorizer};
+pub use authorizer::{
+    AuthFuture, AuthRequest, Authorizer, HttpAuthorizer, LocalAuthorizer, UserAuthFuture,
+    UserAuthenticator,
+};
 pub use backoff::Backoff;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -75,6 +81,20 @@ pub enum ConnectionState {
     },
 }
 
+/// Whether the connection is signed in as a user (`pusher:signin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// No user authenticator, or signing in on the current connection is under way.
+    Pending,
+    SignedIn {
+        user_id: String,
+    },
+    /// The authenticator or the server refused; retried after the next reconnect.
+    Failed {
+        reason: String,
+    },
+}
+
 /// The members of a presence channel, as the server reported them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Members {
@@ -90,6 +110,7 @@ pub struct SubscriberBuilder {
     url: String,
     key: String,
     authorizer: Option<Arc<dyn Authorizer>>,
+    user_authenticator: Option<Arc<dyn UserAuthenticator>>,
     options: Options,
 }
 
@@ -107,6 +128,12 @@ impl SubscriberBuilder {
     /// fails.
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Signs every connection in as the user `authenticator` vouches for.
+    pub fn sign_in(mut self, authenticator: impl UserAuthenticator) -> Self {
+        self.user_authenticator = Some(Arc::new(authenticator));
         self
     }
 
@@ -157,7 +184,14 @@ impl SubscriberBuilder {
             code: None,
             reason: "not connected yet".into(),
         });
-        let task = connection::Task::new(url, self.authorizer.clone(), self.options, state);
+        let (sign_in, sign_ins) = watch::channel(SignIn::Pending);
+        let can_sign_in = self.user_authenticator.is_some();
+        let auth = connection::Auth {
+            channels: self.authorizer.clone(),
+            user: self.user_authenticator,
+            sign_in,
+        };
+        let task = connection::Task::new(url, auth, self.options, state);
         let connected = task.first_connection().await?;
         tokio::spawn(task.run(connected, receiver));
         Ok(Subscriber {
@@ -165,6 +199,8 @@ impl SubscriberBuilder {
                 commands,
                 states,
                 has_authorizer: self.authorizer.is_some(),
+                can_sign_in,
+                sign_ins,
             }),
         })
     }
@@ -213,6 +249,8 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     states: watch::Receiver<ConnectionState>,
     has_authorizer: bool,
+    can_sign_in: bool,
+    sign_ins: watch::Receiver<SignIn>,
 }
 
 impl Subscriber {
@@ -223,6 +261,7 @@ impl Subscriber {
             url: url.into(),
             key: key.into(),
             authorizer: None,
+            user_authenticator: None,
             options: Options {
                 backoff: Backoff::default(),
                 activity_timeout: Duration::from_secs(120),
@@ -263,11 +302,10 @@ impl Subscriber {
         let invalid = |message: String| Error::new(call, ErrorKind::InvalidArgument(message));
         let name =
             ChannelName::parse(channel).map_err(|e| invalid(format!("channel {channel}: {e}")))?;
-        if name.kind() == ChannelKind::ServerToUser {
-            return Err(invalid(
-                "#server-to-user- channels need pusher:signin, which this SDK does not implement"
-                    .into(),
-            ));
+        if name.kind() == ChannelKind::ServerToUser && !self.shared.can_sign_in {
+            return Err(invalid(format!(
+                "{channel} needs SubscriberBuilder::sign_in"
+            )));
         }
         if name.kind().requires_auth() && !self.shared.has_authorizer {
             return Err(invalid(format!("{channel} needs an authorizer")));
@@ -302,6 +340,50 @@ impl Subscriber {
             .commands
             .send(command)
             .map_err(|_| Error::new(call, ErrorKind::SubscriberClosed))
+    }
+
+    /// Where signing in stands on the current connection.
+    pub fn sign_in_state(&self) -> SignIn {
+        self.shared.sign_ins.borrow().clone()
+    }
+
+    /// Waits until the connection is signed in, then subscribes to the user's
+    /// `#server-to-user-` channel, which carries [`Client::send_to_user`](crate::Client::send_to_user)
+    /// events. Re-subscribed after each reconnect, once signed in again.
+    ///
+    /// Cancel safety: as [`Subscriber::subscribe`]; dropping it while it waits for the sign-in
+    /// leaves nothing behind.
+    pub async fn subscribe_user(&self) -> Result<Subscription> {
+        let call = "subscribe_user";
+        if !self.shared.can_sign_in {
+            let message = "subscribe_user needs SubscriberBuilder::sign_in".to_owned();
+            return Err(Error::new(call, ErrorKind::InvalidArgument(message)));
+        }
+        let mut sign_ins = self.shared.sign_ins.clone();
+        let state = sign_ins
+            .wait_for(|s| !matches!(s, SignIn::Pending))
+            .await
+            .map_err(|_| Error::new(call, ErrorKind::SubscriberClosed))?
+            .clone();
+        let user_id = match state {
+            SignIn::SignedIn { user_id } => user_id,
+            SignIn::Failed { reason } => {
+                return Err(Error::new(call, ErrorKind::SignInFailed(reason)));
+            }
+            SignIn::Pending => {
+                let reason = "not signed in".to_owned();
+                return Err(Error::new(call, ErrorKind::SignInFailed(reason)));
+            }
+        };
+        let channel = format!(
+            "{}{user_id}",
+            comnestor_protocol::channel::SERVER_TO_USER_PREFIX
+        );
+        let name = ChannelName::parse(&channel).map_err(|e| {
+            let message = format!("user id {user_id:?} makes no channel name: {e}");
+            Error::new(call, ErrorKind::InvalidArgument(message))
+        })?;
+        self.register(call, name).await
     }
 
     /// Sends a client event (`client-…`) on a subscribed private or presence channel. Returns

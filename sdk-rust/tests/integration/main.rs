@@ -11,3 +11,4 @@ mod publish;
 mod reconnect;
 mod subscribe;
 mod support;
+mod users;
