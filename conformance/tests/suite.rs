@@ -9,11 +9,14 @@ async fn comnestor_passes_the_suite() {
         settings.subscription_count = true;
         settings.client_events = true;
         settings.user_authentication = true;
+        // Short, so that ping.server_pings_idle_client runs here too.
+        settings.activity_timeout = 2;
     })
     .await;
     let node = Node::new(&server.http_url(), None).expect("an http URL");
     let mut cfg = Config::new(node, APP_ID, APP_KEY, APP_SECRET);
     cfg.expect_subscription_count = true;
+    cfg.activity_timeout_wait = Some(std::time::Duration::from_secs(6));
     if let Ok(only) = std::env::var("CONFORMANCE_ONLY") {
         cfg.only = only.split(',').map(str::to_owned).collect();
     }
