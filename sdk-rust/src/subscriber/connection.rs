@@ -398,7 +398,10 @@ impl Task {
         };
         let mut data = message.decoded_data();
         if entry.name.kind() == ChannelKind::Presence {
-            let hash = data["presence"]["hash"].take();
+            let hash = data
+                .get_mut("presence")
+                .and_then(|p| p.get_mut("hash"))
+                .map_or(Value::Null, Value::take);
             let members = hash
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

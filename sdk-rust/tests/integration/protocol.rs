@@ -178,3 +178,49 @@ async fn reconnects_after_backing_off_after_41xx() {
 async fn reconnects_after_a_close_without_a_pusher_code() {
     reconnects_and_resubscribes_after(1001).await;
 }
+
+#[tokio::test]
+async fn malformed_frames_are_ignored_without_panicking() {
+    let server = Scripted::start().await;
+    let authorizer = |_request: comnestor::AuthRequest| async {
+        Ok::<_, comnestor::BoxError>(comnestor::ChannelAuth {
+            auth: "k:signature".into(),
+            channel_data: Some(r#"{"user_id":"1"}"#.into()),
+            shared_secret: None,
+        })
+    };
+    let connect = Subscriber::builder(server.url(), "k")
+        .authorizer(authorizer)
+        .connect();
+    let (subscriber, mut socket) = tokio::join!(connect, server.accept("1.1", 120));
+    let subscriber = subscriber.expect("connects");
+    let subscribe = subscriber.subscribe("presence-room");
+    let confirm = async {
+        expect_frame(&mut socket, "pusher:subscribe").await;
+        let frames = [
+            "not json",
+            "[1,2]",
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"presence-room","data":"5"}"#,
+            r#"{"event":"pusher_internal:member_added","channel":"presence-room","data":"[]"}"#,
+            r#"{"event":"pusher_internal:member_removed","channel":"presence-room","data":7}"#,
+            r#"{"event":"pusher:error","data":"oops"}"#,
+            r#"{"event":"story","channel":"presence-room","data":"{\"n\":1}"}"#,
+        ];
+        for frame in frames {
+            socket.send(Message::Text(frame.into())).await.unwrap();
+        }
+    };
+    let (subscription, ()) = tokio::join!(subscribe, confirm);
+    let mut room = subscription.expect("subscribed despite odd data");
+    let story = async {
+        loop {
+            let event = room.next_event().await.expect("stream open");
+            if event.event == "story" {
+                return event;
+            }
+        }
+    };
+    let story = within("the well-formed event", story).await;
+    assert_eq!(story.data, serde_json::json!({"n": 1}));
+    assert!(room.members().members.is_empty());
+}
