@@ -12,8 +12,9 @@
 //!   user sign-in ([`Credentials::authenticate_user`]) and webhook checks
 //!   ([`Credentials::verify_webhook`]).
 //! - [`Subscriber`] connects over WebSocket, subscribes to public, private, presence and
-//!   encrypted channels and yields their events as a [`futures_util::Stream`], reconnecting
-//!   as the close codes advise.
+//!   encrypted channels and yields their events as a [`futures_util::Stream`], tracks
+//!   presence members, sends client events, signs in as a user for server-to-user events,
+//!   and reconnects as the close codes advise.
 //! - [`encryption`] holds the end-to-end encryption of `private-encrypted-` channels, which
 //!   the client applies by itself when it has a master key.
 //!

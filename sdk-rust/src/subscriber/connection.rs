@@ -26,6 +26,9 @@ use crate::error::{BoxError, Error, ErrorKind, Result};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Timers are capped so that no configured or announced value overflows an `Instant`.
+const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What the handles ask the task to do.
 pub(crate) enum Command {
     Subscribe {
@@ -279,7 +282,10 @@ impl Task {
             self.start_subscribe(&mut socket, &socket_id, name).await;
         }
 
-        let idle = activity_timeout.min(self.options.activity_timeout);
+        let idle = activity_timeout
+            .min(self.options.activity_timeout)
+            .min(MAX_TIMER);
+        let pong_timeout = self.options.pong_timeout.min(MAX_TIMER);
         let mut deadline = Instant::now() + idle;
         let mut awaiting_pong = false;
         loop {
@@ -307,7 +313,7 @@ impl Task {
                     let ping = message::encode("pusher:ping", None, Data::Json("{}"), None);
                     let _ = send(&mut socket, ping).await;
                     awaiting_pong = true;
-                    deadline = Instant::now() + self.options.pong_timeout;
+                    deadline = Instant::now() + pong_timeout;
                 }
             }
         }
