@@ -63,6 +63,10 @@ async fn not_found(req: &Request, ctx: Data<&Arc<Context>>) -> Response {
     }
     json_error(
         StatusCode::NOT_FOUND,
-        &format!("no route for {} {}", req.method(), req.original_uri().path()),
+        &format!(
+            "no route for {} {}",
+            req.method(),
+            req.original_uri().path()
+        ),
     )
 }

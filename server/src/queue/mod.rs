@@ -2,17 +2,20 @@
 //! log, or Redis in production.
 //!
 //! A job holds only an event id; the event itself lives in the log. Pushing a job also wakes
-//! this process's worker at once, so the embedded default adds no polling interval to the
-//! path from intake to subscribers. Jobs pushed by other processes, and retries scheduled for
-//! later, are found by polling every [`POLL_INTERVAL`].
+//! this process's worker at once ([`PushWake`]), so the embedded default adds no polling
+//! interval to the path from intake to subscribers. Jobs pushed by other processes, and
+//! retries scheduled for later, are found by polling every [`POLL_INTERVAL`].
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
+use futures::StreamExt;
 use futures::channel::mpsc;
 use sea_orm::{DatabaseConnection, DbBackend};
 use serde::{Deserialize, Serialize};
@@ -20,8 +23,11 @@ use tokio::sync::watch;
 
 use crate::delivery::Deliverer;
 
-/// How often the worker looks for jobs it was not woken for.
+/// How often the worker looks for jobs it was not woken for, by default.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// After a wake, how long until the worker looks once more; see [`PushWake`].
+const RECHECK_AFTER: Duration = Duration::from_millis(10);
 
 /// A delivery job: deliver the logged event with this id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,11 +121,13 @@ impl Queue {
         Ok(())
     }
 
-    /// Runs a worker with `concurrency` parallel deliveries until `stop` turns true.
+    /// Runs a worker with `concurrency` parallel deliveries until `stop` turns true. It is
+    /// woken at once by this process's pushes and looks for other jobs every `poll_interval`.
     pub async fn run_worker(
         &self,
         deliverer: Arc<Deliverer>,
         concurrency: usize,
+        poll_interval: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
         let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -127,7 +135,9 @@ impl Queue {
             tracing::error!("a delivery worker is already running for this queue");
             return;
         };
-        let strategy = Strategy::new().stream(woken).interval(POLL_INTERVAL);
+        let strategy = Strategy::new()
+            .apply(PushWake::new(woken))
+            .interval(poll_interval);
         let name = format!("delivery-{}", ulid::Ulid::generate());
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -152,6 +162,50 @@ impl Queue {
         };
         if let Err(error) = result {
             tracing::error!(%error, "delivery worker stopped with an error");
+        }
+    }
+}
+
+/// Wakes the worker when this process pushes a job.
+///
+/// Every push sends one message; the worker fetches when it is woken. A push that commits
+/// while a fetch is already running may not be in that fetch's result, and if that fetch comes
+/// back empty the worker would sleep until the next poll. So after each wake the strategy
+/// wakes the worker once more, [`RECHECK_AFTER`] later: at worst such a push waits that long,
+/// never a poll interval.
+struct PushWake {
+    woken: mpsc::UnboundedReceiver<()>,
+    recheck: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl PushWake {
+    fn new(woken: mpsc::UnboundedReceiver<()>) -> Self {
+        Self {
+            woken,
+            recheck: None,
+        }
+    }
+}
+
+impl PollStrategy for PushWake {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        // Drain every pending wake, which also leaves the waker registered for the next one.
+        let mut woken = false;
+        while let Poll::Ready(Some(())) = self.woken.poll_next_unpin(cx) {
+            woken = true;
+        }
+        if woken {
+            let mut recheck = Box::pin(tokio::time::sleep(RECHECK_AFTER));
+            let _ = recheck.as_mut().poll(cx);
+            self.recheck = Some(recheck);
+            return Poll::Ready(Some(()));
+        }
+        match self.recheck.as_mut().map(|r| r.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.recheck = None;
+                Poll::Ready(Some(()))
+            }
+            _ => Poll::Pending,
         }
     }
 }

@@ -208,3 +208,42 @@ async fn the_sweeper_queues_an_event_left_accepted() {
     );
     server.shutdown().await;
 }
+
+/// With polling slowed to an hour, only the wake on push can deliver: a burst of concurrent
+/// publishes and a run of sequential ones must all arrive.
+#[tokio::test]
+async fn the_in_process_worker_is_woken_by_each_push_not_by_polling() {
+    let server = Server::start_with(Options {
+        queue_poll: Duration::from_secs(3600),
+        ..Options::default()
+    })
+    .await;
+    let mut subscriber = server.subscribe("wake").await;
+    let burst = (0..30).map(|n| {
+        let server = &server;
+        async move {
+            server
+                .publish_ok(&json!({"channel": "wake", "event": "burst", "data": n}))
+                .await
+        }
+    });
+    futures_util::future::join_all(burst).await;
+    for _ in 0..30 {
+        subscriber.next("burst").await;
+    }
+    let mut latencies = Vec::new();
+    for n in 0..20 {
+        let sent = std::time::Instant::now();
+        server
+            .publish_ok(&json!({"channel": "wake", "event": "single", "data": n}))
+            .await;
+        subscriber.next("single").await;
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "publish to subscriber, 20 sequential events: median {:?}, max {:?}",
+        latencies[10], latencies[19]
+    );
+    server.shutdown().await;
+}

@@ -28,6 +28,7 @@ pub struct Options {
     pub delivery_workers: usize,
     pub max_attempts: u32,
     pub backoff: Duration,
+    pub queue_poll: Duration,
     pub app: AppSettings,
 }
 
@@ -40,6 +41,7 @@ impl Default for Options {
             delivery_workers: 4,
             max_attempts: 5,
             backoff: Duration::from_millis(20),
+            queue_poll: comnestor_server::queue::POLL_INTERVAL,
             app: AppSettings::default(),
         }
     }
@@ -98,6 +100,7 @@ impl Server {
             delivery_workers: options.delivery_workers,
             delivery_max_attempts: options.max_attempts,
             delivery_backoff: options.backoff,
+            queue_poll: options.queue_poll,
             app_refresh: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(2),
             ..Settings::default()
