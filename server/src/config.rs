@@ -38,9 +38,15 @@ pub struct Settings {
     pub delivery_max_attempts: u32,
     /// Delay before the first retry; it doubles with each further one.
     pub delivery_backoff: Duration,
-    /// How often the delivery worker looks for jobs it was not woken for (retries that came
-    /// due, jobs pushed by other nodes). This process's own pushes wake it at once.
-    pub queue_poll: Duration,
+    /// Whether nodes share live state (presence, counts, broadcasts) through Redis. On by
+    /// default whenever `redis_url` is set; `cluster = false` keeps a node on its own.
+    pub cluster: bool,
+    /// Put in front of every cluster key and channel in Redis, so that several clusters can
+    /// share one Redis.
+    pub redis_prefix: String,
+    /// How long a cluster node counts as alive after its last heartbeat; it renews every
+    /// third of this. A node that stops is cleaned up by the others after at most this long.
+    pub cluster_node_ttl: Duration,
     /// `COMNESTOR_*` variables that name no setting, reported once logging is up.
     pub ignored_variables: Vec<String>,
 }
@@ -98,7 +104,9 @@ impl Default for Settings {
             delivery_workers: 8,
             delivery_max_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
-            queue_poll: crate::queue::POLL_INTERVAL,
+            cluster: false,
+            redis_prefix: "comnestor:".to_owned(),
+            cluster_node_ttl: Duration::from_secs(15),
             ignored_variables: Vec::new(),
         }
     }
@@ -244,13 +252,6 @@ impl Settings {
             }
             Ok(())
         });
-        check("queue_poll_ms", &mut |v| {
-            match v.trim().parse() {
-                Ok(ms) if ms > 0 => settings.queue_poll = Duration::from_millis(ms),
-                _ => return Err("not a positive number of milliseconds".to_owned()),
-            }
-            Ok(())
-        });
         check("delivery_backoff_ms", &mut |v| {
             let ms: u64 = v
                 .trim()
@@ -259,6 +260,34 @@ impl Settings {
             settings.delivery_backoff = Duration::from_millis(ms.max(1));
             Ok(())
         });
+        settings.cluster = settings.redis_url.is_some();
+        check("cluster", &mut |v| {
+            settings.cluster = parse_bool(v)?;
+            Ok(())
+        });
+        check("redis_prefix", &mut |v| {
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                return Err(
+                    "use a non-empty prefix without spaces, such as `comnestor:`".to_owned(),
+                );
+            }
+            settings.redis_prefix = v.to_owned();
+            Ok(())
+        });
+        check("cluster_node_ttl_ms", &mut |v| {
+            let ms: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| "not a number of milliseconds".to_owned())?;
+            if ms < 300 {
+                return Err("must be at least 300".to_owned());
+            }
+            settings.cluster_node_ttl = Duration::from_millis(ms);
+            Ok(())
+        });
+        if settings.cluster && settings.redis_url.is_none() {
+            problems.push("cluster = true needs redis_url (COMNESTOR_REDIS_URL)".to_owned());
+        }
         if settings.queue == QueueKind::Redis && settings.redis_url.is_none() {
             problems.push("queue = `redis` needs redis_url (COMNESTOR_REDIS_URL)".to_owned());
         }
@@ -279,7 +308,9 @@ const SERVER_KEYS: &[&str] = &[
     "delivery_workers",
     "delivery_max_attempts",
     "delivery_backoff_ms",
-    "queue_poll_ms",
+    "cluster",
+    "redis_prefix",
+    "cluster_node_ttl_ms",
 ];
 const APP_KEYS: &[&str] = &["id", "key", "secret", "name"];
 

@@ -17,7 +17,7 @@ use crate::config::{DefaultApp, QueueKind, Settings};
 use crate::delivery::{Deliverer, RetryPolicy};
 use crate::eventlog::EventLog;
 use crate::http;
-use crate::hub::Hub;
+use crate::hub::{Cluster, ClusterConfig, Hub, cluster};
 use crate::intake::{self, Intake};
 use crate::pubsub::Bus;
 use crate::queue::Queue;
@@ -176,6 +176,23 @@ async fn build_intake(
     Ok(Intake::new(EventLog::new(db), queue, bus, apps))
 }
 
+/// `hub`, sharing its state with the other nodes through Redis when `cluster` is on.
+async fn join_cluster(settings: &Settings, hub: Hub) -> anyhow::Result<Hub> {
+    let Some(url) = settings.redis_url.as_ref().filter(|_| settings.cluster) else {
+        return Ok(hub);
+    };
+    let config = ClusterConfig {
+        redis_url: url.clone(),
+        prefix: settings.redis_prefix.clone(),
+        node_ttl: settings.cluster_node_ttl,
+    };
+    let cluster = Cluster::join(&config)
+        .await
+        .with_context(|| format!("cannot join the cluster through Redis at {}", redact(url)))?;
+    tracing::info!(node = cluster.node_id(), prefix = %config.prefix, "joined the cluster");
+    Ok(hub.clustered(Arc::new(cluster)))
+}
+
 /// Binds the listener and starts serving, with the apps in `db`.
 pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Result<RunningServer> {
     let registry = AppRegistry::load(AppStore::new(db.clone()))
@@ -184,7 +201,7 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     let intake = build_intake(settings, db, registry.clone()).await?;
     let ctx = Arc::new(Context {
         apps: registry.clone(),
-        hub: Arc::new(Hub::new()),
+        hub: Arc::new(join_cluster(settings, Hub::new()).await?),
         intake: intake.clone(),
     });
     let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
@@ -204,11 +221,13 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         stopped.clone(),
     ));
     let background = spawn_pipeline(settings, addr, &intake, stopped.clone());
+    let cluster_tasks = cluster::spawn(&ctx.hub, &stopped);
     let routes = http::routes(ctx.clone());
     let grace = settings.shutdown_grace;
     let hub = ctx.hub.clone();
     let task = tokio::spawn(async move {
         let mut signal = stopped.clone();
+        let cluster_hub = hub.clone();
         // Connections drain before the listener closes, so that during the drain `/up`
         // answers 503 to load balancers and late clients are told to reconnect (4200)
         // instead of finding the port closed.
@@ -224,6 +243,12 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
             .run_with_graceful_shutdown(routes, drain, Some(grace))
             .await;
         tracing::info!("no longer accepting");
+        if let Some(cluster) = cluster_hub.cluster() {
+            cluster.leave(&cluster_hub).await;
+        }
+        for task in cluster_tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         refresher.abort();
         for task in background {
             let _ = tokio::time::timeout(grace, task).await;

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::json_error;
 use crate::Context;
 use crate::apps::App;
-use crate::hub::AppHub;
+use crate::hub::{AppHub, ChannelStats, ClusterError};
 
 /// Largest request body read, whatever an app allows for one event.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -57,6 +57,15 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The cluster's shared state (Redis) could not be reached; the cause is logged here.
+    fn cluster(error: ClusterError) -> Self {
+        tracing::error!(error = %error, source = ?std::error::Error::source(&error), "cluster state unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The cluster's shared state is unavailable; events may have reached this server's subscribers only",
+        )
     }
 
     fn into_response(self) -> Response {
@@ -218,10 +227,25 @@ fn check_event(app: &App, name: &str, data: &str, socket_id: Option<&str>) -> Re
     Ok(())
 }
 
-fn attributes(hub: &AppHub, channel: &ChannelName, info: &[String]) -> ChannelAttributes {
-    let live = hub.channel(channel.as_str());
-    let subscribers = live.as_ref().map_or(0, |c| c.subscription_count()) as u64;
-    let users = live.as_ref().map_or(0, |c| c.user_count()) as u64;
+/// The requested attributes of a channel, from its cluster-wide counts.
+async fn attributes(
+    hub: &AppHub,
+    channel: &ChannelName,
+    info: &[String],
+) -> Result<ChannelAttributes, ApiError> {
+    if info.is_empty() {
+        return Ok(ChannelAttributes::default());
+    }
+    let stats = hub
+        .channel_stats(channel.as_str())
+        .await
+        .map_err(ApiError::cluster)?;
+    Ok(attributes_of(channel, stats, info))
+}
+
+fn attributes_of(channel: &ChannelName, stats: ChannelStats, info: &[String]) -> ChannelAttributes {
+    let subscribers = stats.subscription_count as u64;
+    let users = stats.user_count as u64;
     let presence = channel.kind() == ChannelKind::Presence;
     ChannelAttributes {
         user_count: (presence && info.iter().any(|a| a == "user_count")).then_some(users),
@@ -268,20 +292,25 @@ async fn trigger_inner(req: &Request, body: Body, app_id: &str, ctx: &Context) -
     let info = parse_info(event.info.as_deref(), &["user_count", "subscription_count"])?;
 
     for channel in &channels {
-        request.hub.publish(
-            channel,
-            &event.name,
-            &event.data,
-            event.socket_id.as_deref(),
-        );
+        request
+            .hub
+            .publish(
+                channel,
+                &event.name,
+                &event.data,
+                event.socket_id.as_deref(),
+            )
+            .await
+            .map_err(ApiError::cluster)?;
     }
     if info.is_empty() {
         return ok_json(&TriggerResponse::default());
     }
-    let attributes = channels
-        .iter()
-        .map(|c| (c.to_string(), attributes(&request.hub, c, &info)))
-        .collect();
+    let mut attributes = BTreeMap::new();
+    for channel in &channels {
+        let found = self::attributes(&request.hub, channel, &info).await?;
+        attributes.insert(channel.to_string(), found);
+    }
     ok_json(&TriggerResponse {
         channels: Some(attributes),
     })
@@ -319,20 +348,24 @@ async fn trigger_batch_inner(req: &Request, body: Body, app_id: &str, ctx: &Cont
         checked.push((channel, info));
     }
     for (event, (channel, _)) in batch.batch.iter().zip(&checked) {
-        request.hub.publish(
-            channel,
-            &event.name,
-            &event.data,
-            event.socket_id.as_deref(),
-        );
+        request
+            .hub
+            .publish(
+                channel,
+                &event.name,
+                &event.data,
+                event.socket_id.as_deref(),
+            )
+            .await
+            .map_err(ApiError::cluster)?;
     }
     if checked.iter().all(|(_, info)| info.is_empty()) {
         return ok_json(&BatchResponse::default());
     }
-    let results = checked
-        .iter()
-        .map(|(channel, info)| attributes(&request.hub, channel, info))
-        .collect();
+    let mut results = Vec::with_capacity(checked.len());
+    for (channel, info) in &checked {
+        results.push(attributes(&request.hub, channel, info).await?);
+    }
     ok_json(&BatchResponse {
         batch: Some(results),
     })
@@ -358,10 +391,18 @@ async fn channels_inner(req: &Request, body: Body, app_id: &str, ctx: &Context) 
             "user_count is only available with filter_by_prefix=presence-",
         ));
     }
+    let occupied = request
+        .hub
+        .occupied(prefix)
+        .await
+        .map_err(ApiError::cluster)?;
     let mut channels = BTreeMap::new();
-    for channel in request.hub.occupied_channels(prefix) {
-        let attributes = attributes(&request.hub, channel.name(), &info);
-        channels.insert(channel.name().to_string(), attributes);
+    for (name, stats) in occupied {
+        let attributes = match ChannelName::parse(&name) {
+            Ok(channel) => attributes_of(&channel, stats, &info),
+            Err(_) => continue,
+        };
+        channels.insert(name, attributes);
     }
     ok_json(&ChannelsResponse { channels })
 }
@@ -400,18 +441,24 @@ async fn channel_inner(
             "cache is only available for cache channels",
         ));
     }
-    let live = request.hub.channel(channel.as_str());
-    let occupied = live.as_ref().is_some_and(|c| c.subscription_count() > 0);
-    let attributes = attributes(&request.hub, &channel, &info);
-    let cache = info.iter().any(|a| a == "cache").then(|| {
-        let cached = request.hub.cached(channel.as_str());
-        cached.and_then(|c| {
-            Some(CacheInfo {
-                ttl: c.ttl_secs()?,
-                data: c.data,
-            })
-        })
-    });
+    let stats = request
+        .hub
+        .channel_stats(channel.as_str())
+        .await
+        .map_err(ApiError::cluster)?;
+    let occupied = stats.subscription_count > 0;
+    let attributes = attributes_of(&channel, stats, &info);
+    let cache = match info.iter().any(|a| a == "cache") {
+        true => Some(
+            request
+                .hub
+                .cache_info(channel.as_str())
+                .await
+                .map_err(ApiError::cluster)?
+                .map(|(data, ttl)| CacheInfo { ttl, data }),
+        ),
+        false => None,
+    };
     ok_json(&ChannelInfo {
         occupied,
         user_count: attributes.user_count,
@@ -445,13 +492,13 @@ async fn users_inner(
             "users are only available for presence channels",
         ));
     }
-    let members = request
+    let ids = request
         .hub
-        .channel(channel.as_str())
-        .map(|c| c.members())
-        .unwrap_or_default();
+        .member_ids(channel.as_str())
+        .await
+        .map_err(ApiError::cluster)?;
     ok_json(&UsersResponse {
-        users: members.into_iter().map(|(id, _)| UserId { id }).collect(),
+        users: ids.into_iter().map(|id| UserId { id }).collect(),
     })
 }
 
@@ -490,7 +537,11 @@ async fn terminate_inner(
     ctx: &Context,
 ) -> ApiResult {
     let request = authenticate(ctx, req, body, app).await?;
-    let closed = request.hub.terminate_user(user_id);
+    let closed = request
+        .hub
+        .terminate_user(user_id)
+        .await
+        .map_err(ApiError::cluster)?;
     tracing::debug!(user_id, closed, "terminated user connections");
     ok_json(&serde_json::json!({}))
 }

@@ -19,13 +19,59 @@ struct Subscriber {
     outbox: Outbox,
     /// The presence user id this connection subscribed as.
     user_id: Option<String>,
+    /// In a cluster, the sequence number of the state this subscriber was given when it
+    /// joined: a stamped frame at or below it is already part of that state and is skipped.
+    /// Always 0 on a single node, where frames carry no stamp.
+    snapshot: u64,
+}
+
+/// A cluster join waiting for Redis to answer. Frames for it are held back, so that
+/// `subscription_succeeded` is still the first frame it gets on the channel.
+struct Pending {
+    outbox: Outbox,
+    user_id: Option<String>,
+    held: Vec<(Frame, Option<u64>)>,
 }
 
 #[derive(Default)]
 struct Subscribers {
     by_conn: HashMap<ConnId, Subscriber>,
+    /// Cluster joins in flight; empty on a single node.
+    pending: Mutex<HashMap<ConnId, Pending>>,
+    /// `pending.len()`, readable under the read lock without taking the mutex.
+    pending_len: usize,
     /// Set once the channel is removed from its app; a join must then retry on a fresh one.
     retired: bool,
+}
+
+/// Whom a delivery skips.
+#[derive(Clone, Copy)]
+pub enum Except<'a> {
+    Nobody,
+    /// The connection with this socket id (the HTTP API's `socket_id`).
+    Socket(&'a str),
+    /// This connection (the sender of a client event).
+    Conn(ConnId),
+}
+
+impl Except<'_> {
+    fn skips(&self, conn: ConnId, outbox: &Outbox) -> bool {
+        match self {
+            Except::Nobody => false,
+            Except::Socket(socket_id) => outbox.socket_id() == *socket_id,
+            Except::Conn(except) => *except == conn,
+        }
+    }
+}
+
+/// The newest cluster sequence numbers this node applied to the channel, so that frames
+/// that crossed each other on the way from two nodes are applied in Redis's order.
+#[derive(Default)]
+struct Applied {
+    /// By presence user id: the last `member_added`/`member_removed`.
+    members: HashMap<String, u64>,
+    /// The last `subscription_count`.
+    count: u64,
 }
 
 /// Why a join was refused.
@@ -61,6 +107,8 @@ pub struct Channel {
     subscribers: RwLock<Subscribers>,
     /// Presence members by user id. Locked before `subscribers` whenever both are needed.
     members: Mutex<HashMap<String, Member>>,
+    /// Cluster only; members then live in Redis and `members` stays empty.
+    applied: Mutex<Applied>,
 }
 
 impl Channel {
@@ -69,6 +117,7 @@ impl Channel {
             name,
             subscribers: Default::default(),
             members: Default::default(),
+            applied: Default::default(),
         }
     }
 
@@ -80,8 +129,10 @@ impl Channel {
         self.name.kind() == ChannelKind::Presence
     }
 
+    /// Subscribers on this node, counting cluster joins in flight.
     pub fn subscription_count(&self) -> usize {
-        self.read().by_conn.len()
+        let subscribers = self.read();
+        subscribers.by_conn.len() + subscribers.pending_len
     }
 
     pub fn user_count(&self) -> usize {
@@ -159,6 +210,7 @@ impl Channel {
             Subscriber {
                 outbox: outbox.clone(),
                 user_id,
+                snapshot: 0,
             },
         );
         Ok(Joined {
@@ -204,32 +256,130 @@ impl Channel {
     /// Queues `frame` for every subscriber except the one with `except` as socket id.
     /// Returns how many subscribers it was queued for.
     pub fn broadcast(&self, frame: &Frame, except: Option<&str>) -> usize {
+        let except = except.map_or(Except::Nobody, Except::Socket);
+        self.deliver(frame, None, except)
+    }
+
+    /// Queues `frame` for every subscriber except the connection `except`.
+    pub fn broadcast_except_conn(&self, frame: &Frame, except: ConnId) {
+        self.deliver(frame, None, Except::Conn(except));
+    }
+
+    /// Queues `frame` for every subscriber but `except`. A frame stamped with a cluster
+    /// sequence number skips subscribers whose join already reflected it, and is held for
+    /// joins still waiting on Redis. Returns how many subscribers it was queued for.
+    pub fn deliver(&self, frame: &Frame, seq: Option<u64>, except: Except<'_>) -> usize {
         let subscribers = self.read();
         let mut sent = 0;
-        for subscriber in subscribers.by_conn.values() {
-            if except.is_some_and(|socket_id| subscriber.outbox.socket_id() == socket_id) {
+        for (conn, subscriber) in &subscribers.by_conn {
+            let seen = seq.is_some_and(|seq| seq <= subscriber.snapshot);
+            if seen || except.skips(*conn, &subscriber.outbox) {
                 continue;
             }
             subscriber.outbox.send(frame.clone());
             sent += 1;
         }
+        if subscribers.pending_len > 0 {
+            let mut pending = lock(&subscribers.pending);
+            for (conn, join) in pending.iter_mut() {
+                if !except.skips(*conn, &join.outbox) {
+                    join.held.push((frame.clone(), seq));
+                }
+            }
+        }
         sent
     }
 
-    /// Queues `frame` for every subscriber except the connection `except`.
-    pub fn broadcast_except_conn(&self, frame: &Frame, except: ConnId) {
-        let subscribers = self.read();
-        for (conn, subscriber) in &subscribers.by_conn {
-            if *conn != except {
-                subscriber.outbox.send(frame.clone());
+    /// Adds a cluster join that waits for Redis: it gets no frames until
+    /// [`Channel::activate`], and the ones meant for it meanwhile are held.
+    pub fn join_pending(&self, outbox: &Outbox, user_id: Option<String>) -> Result<(), JoinError> {
+        let mut subscribers = self.write();
+        if subscribers.retired {
+            return Err(JoinError::Retired);
+        }
+        let mut pending = lock(&subscribers.pending);
+        if subscribers.by_conn.contains_key(&outbox.id()) || pending.contains_key(&outbox.id()) {
+            return Err(JoinError::AlreadySubscribed);
+        }
+        let join = Pending {
+            outbox: outbox.clone(),
+            user_id,
+            held: Vec::new(),
+        };
+        pending.insert(outbox.id(), join);
+        let len = pending.len();
+        drop(pending);
+        subscribers.pending_len = len;
+        Ok(())
+    }
+
+    /// Completes a cluster join: sends `first` (its `subscription_succeeded`, and a cache
+    /// channel's cached event), then the held frames not already reflected in `snapshot`.
+    pub fn activate(&self, conn: ConnId, first: Vec<Frame>, snapshot: u64) {
+        let mut subscribers = self.write();
+        let Some(join) = self.take_pending(&mut subscribers, conn) else {
+            return;
+        };
+        for frame in first {
+            join.outbox.send(frame);
+        }
+        for (frame, seq) in join.held {
+            if seq.is_none_or(|seq| seq > snapshot) {
+                join.outbox.send(frame);
             }
         }
+        let subscriber = Subscriber {
+            outbox: join.outbox,
+            user_id: join.user_id,
+            snapshot,
+        };
+        subscribers.by_conn.insert(conn, subscriber);
+    }
+
+    /// Drops a cluster join that Redis refused or could not record.
+    pub fn cancel_pending(&self, conn: ConnId) {
+        let mut subscribers = self.write();
+        self.take_pending(&mut subscribers, conn);
+    }
+
+    fn take_pending(&self, subscribers: &mut Subscribers, conn: ConnId) -> Option<Pending> {
+        let mut pending = lock(&subscribers.pending);
+        let join = pending.remove(&conn);
+        let len = pending.len();
+        drop(pending);
+        subscribers.pending_len = len;
+        join
+    }
+
+    /// Whether a presence change of `user_id` stamped `seq` is newer than the last one this
+    /// node applied; records it when it is.
+    pub fn newer_member_change(&self, user_id: &str, seq: u64) -> bool {
+        let mut applied = lock(&self.applied);
+        match applied.members.get_mut(user_id) {
+            Some(last) if *last >= seq => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                applied.members.insert(user_id.to_owned(), seq);
+                true
+            }
+        }
+    }
+
+    /// Whether a `subscription_count` stamped `seq` is newer than the last one applied.
+    pub fn newer_count(&self, seq: u64) -> bool {
+        let mut applied = lock(&self.applied);
+        let newer = seq > applied.count;
+        applied.count = applied.count.max(seq);
+        newer
     }
 
     /// Marks the channel retired if it has no subscribers; returns whether it did.
     pub fn retire_if_empty(&self) -> bool {
         let mut subscribers = self.write();
-        if subscribers.by_conn.is_empty() {
+        if subscribers.by_conn.is_empty() && subscribers.pending_len == 0 {
             subscribers.retired = true;
         }
         subscribers.retired
@@ -244,6 +394,10 @@ impl Channel {
     }
 
     fn lock_members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
-        self.members.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.members)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

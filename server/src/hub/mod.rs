@@ -3,11 +3,14 @@
 //! Nothing here takes a global lock. Channels, connections and users sit in sharded maps; a
 //! broadcast takes only the read lock of its own channel's subscriber list.
 //!
-//! This state is local to one process. Several nodes behind a load balancer do not share it
-//! yet: each node counts, lists and delivers to its own connections only, until the Redis
-//! adapter lands.
+//! On a single node this state is all there is. With Redis ([`cluster`]), each node still
+//! keeps and delivers to its own connections here, while Redis decides what the cluster must
+//! agree on: presence members, subscription counts, who is online, cached events. An
+//! [`AppHub`] method checks once which case it is in; the single-node path makes no
+//! Redis round trip and is the same as without the cluster code.
 
 mod channel;
+pub mod cluster;
 mod outbox;
 mod users;
 
@@ -22,7 +25,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub use channel::{Channel, JoinError};
+pub use channel::{Channel, Except, JoinError};
+pub use cluster::{Cluster, ClusterConfig, ClusterError};
 pub use outbox::{ConnId, Control, Frame, OUTBOX_CAPACITY, Outbox};
 pub use users::SigninOutcome;
 
@@ -43,6 +47,7 @@ pub struct Hub {
     live_connections: AtomicUsize,
     drained: Notify,
     shutting_down: AtomicBool,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Default for Hub {
@@ -59,6 +64,35 @@ impl Hub {
             live_connections: AtomicUsize::new(0),
             drained: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            cluster: None,
+        }
+    }
+
+    /// This hub, sharing its state with the other nodes of `cluster`. Start the cluster's
+    /// background tasks with [`cluster::spawn`].
+    pub fn clustered(self, cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..self
+        }
+    }
+
+    /// The cluster this node belongs to, if it runs with Redis.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Applies a change another node announced (or a dead node's reaping).
+    pub(crate) fn receive(&self, app_id: &str, kind: &cluster::Kind, frame: Option<Frame>) {
+        if let Some(hub) = self.existing(app_id) {
+            hub.apply(kind, frame);
+        }
+    }
+
+    /// Asks every connection of every app to close with `code`.
+    pub fn close_all(&self, code: CloseCode) {
+        for hub in self.apps.iter() {
+            hub.close_all(code);
         }
     }
 
@@ -67,7 +101,7 @@ impl Hub {
         let hub = self
             .apps
             .entry(app.id.clone())
-            .or_insert_with(|| Arc::new(AppHub::new(app.clone())));
+            .or_insert_with(|| Arc::new(AppHub::new(app.clone(), self.cluster.clone())));
         if hub.app().updated_at != app.updated_at {
             hub.set_app(app.clone());
         }
@@ -99,12 +133,18 @@ impl Hub {
         }
     }
 
-    /// A new connection id and socket id. Socket ids are `digits.digits`, random in their
-    /// first part so that ids from different nodes do not collide.
+    /// A new connection id and socket id. Socket ids are `digits.digits`. In a cluster the
+    /// first part is the node id, unique among live nodes, so ids never collide; on a single
+    /// node it is random.
     pub fn next_connection(&self) -> (ConnId, String) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let prefix: u32 = rand::random::<u32>() % 1_000_000_000;
-        (ConnId(id), format!("{prefix}.{id}"))
+        match &self.cluster {
+            Some(cluster) => (ConnId(id), format!("{}.{id}", cluster.node_id())),
+            None => {
+                let prefix: u32 = rand::random::<u32>() % 1_000_000_000;
+                (ConnId(id), format!("{prefix}.{id}"))
+            }
+        }
     }
 
     /// Counts a connection as live until the returned guard drops.
@@ -125,9 +165,7 @@ impl Hub {
     /// to close.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutting_down.store(true, Ordering::Release);
-        for hub in self.apps.iter() {
-            hub.close_all(CloseCode::Reconnect);
-        }
+        self.close_all(CloseCode::Reconnect);
         let deadline = Instant::now() + grace;
         while self.live_connections() > 0 {
             let drained = self.drained.notified();
@@ -175,6 +213,15 @@ impl CachedEvent {
 pub enum SubscribeError {
     AlreadySubscribed,
     PresenceFull(usize),
+    /// In a cluster: Redis could not record it (the cause is logged).
+    Unavailable,
+}
+
+/// A channel's subscriptions and presence members: on this node, or in the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    pub subscription_count: usize,
+    pub user_count: usize,
 }
 
 /// The live state of one app.
@@ -186,10 +233,11 @@ pub struct AppHub {
     cache: DashMap<String, CachedEvent>,
     users: users::Users,
     subscription_counts: DashMap<String, Instant>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl AppHub {
-    fn new(app: Arc<App>) -> Self {
+    fn new(app: Arc<App>, cluster: Option<Arc<Cluster>>) -> Self {
         Self {
             app: RwLock::new(app),
             channels: DashMap::new(),
@@ -198,6 +246,7 @@ impl AppHub {
             cache: DashMap::new(),
             users: users::Users::default(),
             subscription_counts: DashMap::new(),
+            cluster,
         }
     }
 
@@ -227,17 +276,27 @@ impl AppHub {
     }
 
     /// Removes a connection: leaves its channels and signs it out.
-    pub fn disconnect(
-        &self,
+    pub async fn disconnect(
+        self: &Arc<Self>,
         outbox: &Outbox,
         channels: impl IntoIterator<Item = String>,
         user: Option<&str>,
     ) {
         for channel in channels {
-            self.unsubscribe(outbox.id(), &channel);
+            self.unsubscribe(outbox, &channel).await;
         }
         if let Some(user_id) = user {
-            self.users.signout(outbox.id(), user_id);
+            match &self.cluster {
+                None => self.users.signout(outbox.id(), user_id),
+                Some(cluster) => {
+                    self.users.remove(outbox.id(), user_id);
+                    let leave = cluster::Leave::Signout {
+                        user: user_id.to_owned(),
+                        socket_id: outbox.socket_id().to_owned(),
+                    };
+                    self.record_leave(cluster, leave).await;
+                }
+            }
         }
         self.users.unwatch(outbox.id());
         if self.connections.remove(&outbox.id()).is_some() {
@@ -249,7 +308,7 @@ impl AppHub {
         self.connection_count.load(Ordering::Acquire)
     }
 
-    fn close_all(&self, code: CloseCode) {
+    pub fn close_all(&self, code: CloseCode) {
         for outbox in self.connections.iter() {
             outbox.close(code);
         }
@@ -258,7 +317,30 @@ impl AppHub {
     /// Subscribes a connection. The joiner receives `subscription_succeeded` and, on a cache
     /// channel, the cached event or `pusher:cache_miss`; the others get `member_added` and
     /// `subscription_count` where they apply.
-    pub fn subscribe(
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        outbox: &Outbox,
+        name: &ChannelName,
+        member: Option<(String, Value)>,
+    ) -> Result<(), SubscribeError> {
+        match &self.cluster {
+            None => self.subscribe_here(outbox, name, member),
+            Some(cluster) => {
+                self.subscribe_clustered(cluster, outbox, name, member)
+                    .await
+            }
+        }
+    }
+
+    /// The channel's state on this node, created on first use.
+    fn channel_entry(&self, name: &ChannelName) -> Arc<Channel> {
+        self.channels
+            .entry(name.as_str().to_owned())
+            .or_insert_with(|| Arc::new(Channel::new(name.clone())))
+            .clone()
+    }
+
+    fn subscribe_here(
         &self,
         outbox: &Outbox,
         name: &ChannelName,
@@ -266,11 +348,7 @@ impl AppHub {
     ) -> Result<(), SubscribeError> {
         let max_members = self.app().settings.max_presence_members as usize;
         let joined = loop {
-            let channel = self
-                .channels
-                .entry(name.as_str().to_owned())
-                .or_insert_with(|| Arc::new(Channel::new(name.clone())))
-                .clone();
+            let channel = self.channel_entry(name);
             match channel.join(outbox, member.clone(), max_members) {
                 Ok(joined) => break joined,
                 Err(JoinError::Retired) => continue,
@@ -289,7 +367,8 @@ impl AppHub {
     }
 
     /// Unsubscribes a connection; a channel left empty is dropped.
-    pub fn unsubscribe(&self, conn: ConnId, name: &str) {
+    pub async fn unsubscribe(self: &Arc<Self>, outbox: &Outbox, name: &str) {
+        let conn = outbox.id();
         let Some(channel) = self.channels.get(name).map(|c| c.clone()) else {
             return;
         };
@@ -300,17 +379,34 @@ impl AppHub {
             self.channels
                 .remove_if(name, |_, channel| channel.retire_if_empty());
             self.subscription_counts.remove(name);
-        } else {
-            self.announce_subscription_count(channel.name(), left.subscription_count);
+        }
+        match &self.cluster {
+            None if left.subscription_count == 0 => {}
+            None => self.announce_subscription_count(channel.name(), left.subscription_count),
+            Some(cluster) => {
+                let channel = channel.name().clone();
+                let socket_id = outbox.socket_id().to_owned();
+                let leave = cluster::Leave::Channel { channel, socket_id };
+                self.record_leave(cluster, leave).await;
+            }
         }
     }
 
-    /// Sends `pusher_internal:subscription_count` where the app enables it. Channels with more
-    /// than 100 subscribers get it at most every five seconds; a change inside that window is
-    /// reported with the next one after it, not on its own.
+    /// Sends `pusher_internal:subscription_count` to this node's subscribers.
     fn announce_subscription_count(&self, name: &ChannelName, count: usize) {
+        if let Some(frame) = self.subscription_count_frame(name, count)
+            && let Some(channel) = self.channel(name.as_str())
+        {
+            channel.broadcast(&frame, None);
+        }
+    }
+
+    /// The `pusher_internal:subscription_count` frame to send, where the app enables it.
+    /// Channels with more than 100 subscribers get it at most every five seconds; a change
+    /// inside that window is reported with the next one after it, not on its own.
+    fn subscription_count_frame(&self, name: &ChannelName, count: usize) -> Option<Frame> {
         if !self.app().settings.subscription_count || name.kind() == ChannelKind::Presence {
-            return;
+            return None;
         }
         if count > SUBSCRIPTION_COUNT_BURST_LIMIT {
             let now = Instant::now();
@@ -319,16 +415,11 @@ impl AppHub {
                 .entry(name.as_str().to_owned())
                 .or_insert(now - SUBSCRIPTION_COUNT_INTERVAL);
             if now.duration_since(*last) < SUBSCRIPTION_COUNT_INTERVAL {
-                return;
+                return None;
             }
             *last = now;
         }
-        if let Some(channel) = self.channel(name.as_str()) {
-            channel.broadcast(
-                &message::subscription_count(name.as_str(), count).into(),
-                None,
-            );
-        }
+        Some(message::subscription_count(name.as_str(), count).into())
     }
 
     pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
@@ -336,8 +427,28 @@ impl AppHub {
     }
 
     /// Publishes an event from the HTTP API to one channel, skipping `except` (a socket id).
-    /// The frame is encoded once; a cache channel keeps it for later subscribers.
-    pub fn publish(
+    /// The frame is encoded once; a cache channel keeps it for later subscribers. Returns
+    /// how many of this node's subscribers it was queued for.
+    ///
+    /// In a cluster it also goes to the other nodes. An error then means that this node's
+    /// subscribers got it and the others may not have.
+    pub async fn publish(
+        &self,
+        name: &ChannelName,
+        event: &str,
+        data: &str,
+        except: Option<&str>,
+    ) -> Result<usize, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.publish_here(name, event, data, except)),
+            Some(cluster) => {
+                self.publish_clustered(cluster, name, event, data, except)
+                    .await
+            }
+        }
+    }
+
+    fn publish_here(
         &self,
         name: &ChannelName,
         event: &str,
@@ -357,7 +468,26 @@ impl AppHub {
             .map_or(0, |channel| channel.broadcast(&frame, except))
     }
 
-    /// The unexpired cached event of a cache channel.
+    /// Delivers a client event from `sender` to the channel's other subscribers, on every
+    /// node. An error means that only this node's subscribers got it.
+    pub async fn client_event(
+        &self,
+        channel: &Channel,
+        frame: Frame,
+        sender: &Outbox,
+    ) -> Result<(), ClusterError> {
+        channel.broadcast_except_conn(&frame, sender.id());
+        match &self.cluster {
+            None => Ok(()),
+            Some(cluster) => {
+                let name = channel.name().as_str();
+                self.relay_client_event(cluster, name, &frame, sender).await
+            }
+        }
+    }
+
+    /// The unexpired cached event of a cache channel, as this node stores it (unused in a
+    /// cluster, where [`AppHub::cache_info`] reads Redis).
     pub fn cached(&self, name: &str) -> Option<CachedEvent> {
         let cached = self.cache.get(name)?.clone();
         if cached.ttl_secs().is_some() {
@@ -380,14 +510,85 @@ impl AppHub {
         found
     }
 
-    /// Signs a connection in as `user_id`, watching `watchlist`.
-    pub fn signin(&self, outbox: &Outbox, user_id: &str, watchlist: &[String]) -> SigninOutcome {
-        self.users.signin(outbox, user_id, watchlist)
+    /// Signs a connection in as `user_id`, watching `watchlist`. Sends `replies` (the
+    /// `signin_success` and any error about it), then the watchlist's initial frame.
+    pub async fn signin(
+        self: &Arc<Self>,
+        outbox: &Outbox,
+        user_id: &str,
+        watchlist: &[String],
+        replies: Vec<Frame>,
+    ) -> Result<(), ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            let outcome = self.users.signin(outbox, user_id, watchlist);
+            replies.into_iter().for_each(|frame| outbox.send(frame));
+            if let Some(frame) = outcome.watchlist_frame {
+                outbox.send(frame);
+            }
+            return Ok(());
+        };
+        self.signin_clustered(cluster, outbox, user_id, watchlist, replies)
+            .await
     }
 
-    /// Closes every connection signed in as `user_id` with 4009.
-    pub fn terminate_user(&self, user_id: &str) -> usize {
-        self.users.terminate(user_id)
+    /// Closes every connection signed in as `user_id` with 4009, on every node. Returns how
+    /// many of this node's connections were asked to close.
+    pub async fn terminate_user(&self, user_id: &str) -> Result<usize, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.users.terminate(user_id)),
+            Some(cluster) => self.terminate_clustered(cluster, user_id).await,
+        }
+    }
+
+    /// A channel's subscriptions and presence members, cluster-wide when clustered.
+    pub async fn channel_stats(&self, name: &str) -> Result<ChannelStats, ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            let channel = self.channel(name);
+            return Ok(ChannelStats {
+                subscription_count: channel.as_ref().map_or(0, |c| c.subscription_count()),
+                user_count: channel.as_ref().map_or(0, |c| c.user_count()),
+            });
+        };
+        cluster.channel_stats(&self.app().id, name).await
+    }
+
+    /// Occupied channels whose name starts with `prefix`, sorted, cluster-wide when
+    /// clustered.
+    pub async fn occupied(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, ChannelStats)>, ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            let channels = self.occupied_channels(prefix).into_iter();
+            return Ok(channels
+                .map(|c| {
+                    let stats = ChannelStats {
+                        subscription_count: c.subscription_count(),
+                        user_count: c.user_count(),
+                    };
+                    (c.name().to_string(), stats)
+                })
+                .collect());
+        };
+        cluster.occupied(&self.app().id, prefix).await
+    }
+
+    /// A presence channel's member ids, sorted, cluster-wide when clustered.
+    pub async fn member_ids(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            let members = self.channel(name).map(|c| c.members()).unwrap_or_default();
+            return Ok(members.into_iter().map(|(id, _)| id).collect());
+        };
+        cluster.member_ids(&self.app().id, name).await
+    }
+
+    /// A cache channel's cached `data` and its seconds to live, if it has one.
+    pub async fn cache_info(&self, name: &str) -> Result<Option<(String, u64)>, ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            let cached = self.cached(name);
+            return Ok(cached.and_then(|c| Some((c.data.clone(), c.ttl_secs()?))));
+        };
+        cluster.cached(&self.app().id, name).await
     }
 
     /// Removes expired cache entries.

@@ -1,6 +1,7 @@
 //! Signed-in users and the watchlists that follow them.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use comnestor_protocol::{CloseCode, message};
 use dashmap::DashMap;
@@ -11,8 +12,31 @@ use super::outbox::{ConnId, Frame, Outbox};
 #[derive(Default)]
 pub struct Users {
     signed_in: DashMap<String, HashMap<ConnId, Outbox>>,
-    watchers: DashMap<String, HashMap<ConnId, Outbox>>,
+    watchers: DashMap<String, Watched>,
     watching: DashMap<ConnId, Vec<String>>,
+}
+
+/// The connections watching one user.
+#[derive(Default)]
+struct Watched {
+    /// In a cluster, the sequence number of the last online/offline change applied, so that
+    /// changes announced by two nodes are applied in Redis's order.
+    last_seq: u64,
+    by_conn: HashMap<ConnId, Watcher>,
+}
+
+struct Watcher {
+    outbox: Outbox,
+    /// `None` on a single node. In a cluster, shared by every user one connection watches.
+    gate: Option<Arc<Mutex<WatchGate>>>,
+}
+
+/// Holds a cluster watcher's frames until its initial watchlist frame is sent.
+#[derive(Default)]
+pub struct WatchGate {
+    /// The sequence number of the sign-in's snapshot; `None` while Redis has not answered.
+    snapshot: Option<u64>,
+    held: Vec<(Frame, u64)>,
 }
 
 /// What a sign-in produced for the signing-in connection.
@@ -26,23 +50,11 @@ impl Users {
     /// Registers the sign-in. When it is the user's first connection, its watchers learn it
     /// is online.
     pub fn signin(&self, outbox: &Outbox, user_id: &str, watchlist: &[String]) -> SigninOutcome {
-        let first = {
-            let mut conns = self.signed_in.entry(user_id.to_owned()).or_default();
-            let first = conns.is_empty();
-            conns.insert(outbox.id(), outbox.clone());
-            first
-        };
-        if first {
-            self.notify_watchers(user_id, true);
+        if self.add(outbox, user_id) {
+            self.notify_watchers(user_id, true, None);
         }
         let watchlist_frame = (!watchlist.is_empty()).then(|| {
-            for watched in watchlist {
-                self.watchers
-                    .entry(watched.clone())
-                    .or_default()
-                    .insert(outbox.id(), outbox.clone());
-            }
-            self.watching.insert(outbox.id(), watchlist.to_vec());
+            self.watch(outbox, watchlist, None);
             let (online, offline): (Vec<&str>, Vec<&str>) = watchlist
                 .iter()
                 .map(String::as_str)
@@ -55,16 +67,63 @@ impl Users {
     /// Forgets a connection's sign-in. When it was the user's last connection, its watchers
     /// learn it is offline.
     pub fn signout(&self, conn: ConnId, user_id: &str) {
-        let last = self
-            .signed_in
+        if self.remove(conn, user_id) {
+            self.notify_watchers(user_id, false, None);
+        }
+    }
+
+    /// Records a signed-in connection on this node; returns whether it is the user's first
+    /// one here.
+    pub fn add(&self, outbox: &Outbox, user_id: &str) -> bool {
+        let mut conns = self.signed_in.entry(user_id.to_owned()).or_default();
+        let first = conns.is_empty();
+        conns.insert(outbox.id(), outbox.clone());
+        first
+    }
+
+    /// Forgets a signed-in connection on this node; returns whether it was the user's last
+    /// one here.
+    pub fn remove(&self, conn: ConnId, user_id: &str) -> bool {
+        self.signed_in
             .remove_if_mut(user_id, |_, conns| {
                 conns.remove(&conn);
                 conns.is_empty()
             })
-            .is_some();
-        if last {
-            self.notify_watchers(user_id, false);
+            .is_some()
+    }
+
+    /// Makes a connection a watcher of `watchlist`. With a gate (in a cluster) its frames
+    /// are held until [`Users::open_gate`].
+    pub fn watch(
+        &self,
+        outbox: &Outbox,
+        watchlist: &[String],
+        gate: Option<Arc<Mutex<WatchGate>>>,
+    ) {
+        for watched in watchlist {
+            let watcher = Watcher {
+                outbox: outbox.clone(),
+                gate: gate.clone(),
+            };
+            let mut entry = self.watchers.entry(watched.clone()).or_default();
+            entry.by_conn.insert(outbox.id(), watcher);
         }
+        self.watching.insert(outbox.id(), watchlist.to_vec());
+    }
+
+    /// Sends a cluster watcher `first`, then the frames held for it that are newer than
+    /// `snapshot`; later frames then flow directly.
+    pub fn open_gate(gate: &Mutex<WatchGate>, outbox: &Outbox, first: Vec<Frame>, snapshot: u64) {
+        let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+        for frame in first {
+            outbox.send(frame);
+        }
+        for (frame, seq) in gate.held.drain(..) {
+            if seq > snapshot {
+                outbox.send(frame);
+            }
+        }
+        gate.snapshot = Some(snapshot);
     }
 
     /// Stops a connection's watching.
@@ -73,9 +132,9 @@ impl Users {
             return;
         };
         for user_id in watched {
-            self.watchers.remove_if_mut(&user_id, |_, conns| {
-                conns.remove(&conn);
-                conns.is_empty()
+            self.watchers.remove_if_mut(&user_id, |_, watched| {
+                watched.by_conn.remove(&conn);
+                watched.by_conn.is_empty()
             });
         }
     }
@@ -86,10 +145,18 @@ impl Users {
             .is_some_and(|conns| !conns.is_empty())
     }
 
-    fn notify_watchers(&self, user_id: &str, online: bool) {
-        let Some(watchers) = self.watchers.get(user_id) else {
+    /// Tells the watchers of `user_id` it went online or offline. In a cluster, `seq` is the
+    /// change's sequence number and a change older than one already applied is dropped.
+    pub fn notify_watchers(&self, user_id: &str, online: bool, seq: Option<u64>) {
+        let Some(mut watched) = self.watchers.get_mut(user_id) else {
             return;
         };
+        if let Some(seq) = seq {
+            if seq <= watched.last_seq {
+                return;
+            }
+            watched.last_seq = seq;
+        }
         let ids = [user_id];
         let frame: Frame = if online {
             message::watchlist_events(&ids, &[])
@@ -97,8 +164,8 @@ impl Users {
             message::watchlist_events(&[], &ids)
         }
         .into();
-        for outbox in watchers.values() {
-            outbox.send(frame.clone());
+        for watcher in watched.by_conn.values() {
+            watcher.offer(&frame, seq);
         }
     }
 
@@ -111,5 +178,20 @@ impl Users {
             outbox.close(CloseCode::Unauthorized);
         }
         conns.len()
+    }
+}
+
+impl Watcher {
+    fn offer(&self, frame: &Frame, seq: Option<u64>) {
+        let Some(gate) = &self.gate else {
+            return self.outbox.send(frame.clone());
+        };
+        let mut gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = seq.unwrap_or(u64::MAX);
+        match gate.snapshot {
+            None => gate.held.push((frame.clone(), seq)),
+            Some(snapshot) if seq > snapshot => self.outbox.send(frame.clone()),
+            Some(_) => {}
+        }
     }
 }

@@ -86,7 +86,8 @@ pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
         &outbox,
         session.channels.drain(),
         session.user.as_ref().map(|u| u.id.as_str()),
-    );
+    )
+    .await;
 }
 
 /// The connection loop. Returns the code to close with, or `None` when the client left.
@@ -116,7 +117,7 @@ async fn drive(
                 deadline = Instant::now() + activity;
                 pinged = false;
                 match incoming {
-                    Some(Ok(Message::Text(text))) => handle_text(session, &text),
+                    Some(Ok(Message::Text(text))) => handle_text(session, &text).await,
                     Some(Ok(Message::Binary(_))) => {
                         session.error(None, "Binary frames are not supported; send JSON text frames");
                     }
@@ -171,7 +172,10 @@ async fn write_pending(
     socket.flush().await
 }
 
-fn handle_text(session: &mut Session, text: &str) {
+/// Handles one client message. On a single node nothing here waits; in a cluster,
+/// subscribing, unsubscribing, signing in and client events wait for Redis, and the
+/// connection's next message is read only after that, which keeps its messages in order.
+async fn handle_text(session: &mut Session, text: &str) {
     let limit = session.app.app().settings.max_message_size as usize;
     if text.len() > limit {
         let reason = format!(
@@ -187,10 +191,10 @@ fn handle_text(session: &mut Session, text: &str) {
     match msg.event.as_str() {
         "pusher:ping" => session.outbox.send(message::pong().into()),
         "pusher:pong" => {}
-        "pusher:subscribe" => session.subscribe(&msg),
-        "pusher:unsubscribe" => session.unsubscribe(&msg),
-        "pusher:signin" => session.signin(&msg),
-        event if event.starts_with("client-") => session.client_event(&msg),
+        "pusher:subscribe" => session.subscribe(&msg).await,
+        "pusher:unsubscribe" => session.unsubscribe(&msg).await,
+        "pusher:signin" => session.signin(&msg).await,
+        event if event.starts_with("client-") => session.client_event(&msg).await,
         event => {
             tracing::debug!(event, "unknown event");
             session.error(None, &format!("Unknown event `{}`", truncate(event, 64)));
@@ -216,7 +220,7 @@ impl Session {
             .send(message::subscription_error(channel, kind, text, status).into());
     }
 
-    fn subscribe(&mut self, msg: &ClientMessage) {
+    async fn subscribe(&mut self, msg: &ClientMessage) {
         let Ok(data) = msg.data_as::<SubscribeData>() else {
             return self.error(None, "pusher:subscribe needs data with a channel name");
         };
@@ -241,7 +245,7 @@ impl Session {
                 return self.refuse_subscription(channel.as_str(), "AuthError", 401, &text);
             }
         };
-        match self.app.subscribe(&self.outbox, &channel, member) {
+        match self.app.subscribe(&self.outbox, &channel, member).await {
             Ok(()) => {
                 self.channels.insert(channel.into_string());
             }
@@ -251,6 +255,10 @@ impl Session {
             Err(SubscribeError::PresenceFull(max)) => {
                 let text = format!("Presence channel {channel} is full ({max} members)");
                 self.refuse_subscription(channel.as_str(), "LimitReached", 4100, &text);
+            }
+            Err(SubscribeError::Unavailable) => {
+                let text = format!("Subscription to {channel} cannot be recorded right now; retry");
+                self.refuse_subscription(channel.as_str(), "Unavailable", 503, &text);
             }
         }
     }
@@ -313,16 +321,16 @@ impl Session {
         Ok(Some(member))
     }
 
-    fn unsubscribe(&mut self, msg: &ClientMessage) {
+    async fn unsubscribe(&mut self, msg: &ClientMessage) {
         let Ok(data) = msg.data_as::<UnsubscribeData>() else {
             return self.error(None, "pusher:unsubscribe needs data with a channel name");
         };
         if self.channels.remove(&data.channel) {
-            self.app.unsubscribe(self.outbox.id(), &data.channel);
+            self.app.unsubscribe(&self.outbox, &data.channel).await;
         }
     }
 
-    fn signin(&mut self, msg: &ClientMessage) {
+    async fn signin(&mut self, msg: &ClientMessage) {
         let app = self.app.app();
         if !app.settings.user_authentication {
             return self.error(None, "User authentication is disabled for this app");
@@ -357,20 +365,22 @@ impl Session {
         }
         let over_limit = user.watchlist.len() > MAX_WATCHLIST;
         user.watchlist.truncate(MAX_WATCHLIST);
-        let outcome = self.app.signin(&self.outbox, &user.id, &user.watchlist);
-        self.outbox
-            .send(message::signin_success(&data.user_data).into());
+        let mut replies: Vec<Frame> = vec![message::signin_success(&data.user_data).into()];
         if over_limit {
             let code = CloseCode::WatchlistLimit;
-            self.error(Some(code.code()), code.message());
+            replies.push(message::error(Some(code.code()), code.message()).into());
         }
-        if let Some(frame) = outcome.watchlist_frame {
-            self.outbox.send(frame);
+        let signed_in = self
+            .app
+            .signin(&self.outbox, &user.id, &user.watchlist, replies)
+            .await;
+        match signed_in {
+            Ok(()) => self.user = Some(user),
+            Err(_) => self.error(None, "Sign-in cannot be recorded right now; retry"),
         }
-        self.user = Some(user);
     }
 
-    fn client_event(&mut self, msg: &ClientMessage) {
+    async fn client_event(&mut self, msg: &ClientMessage) {
         let app = self.app.app();
         if !app.settings.client_events {
             return self.error(None, "Client events are disabled for this app");
@@ -416,7 +426,13 @@ impl Session {
         }
         let user_id = channel.user_id_of(self.outbox.id());
         let frame = message::encode(&msg.event, Some(name), Data::Json(data), user_id.as_deref());
-        channel.broadcast_except_conn(&frame.into(), self.outbox.id());
+        let sent = self
+            .app
+            .client_event(&channel, frame.into(), &self.outbox)
+            .await;
+        if sent.is_err() {
+            self.error(None, "Client event reached this server's subscribers only");
+        }
     }
 }
 
