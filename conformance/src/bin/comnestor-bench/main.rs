@@ -112,6 +112,9 @@ enum Scenario {
     Intake(intake::IntakeArgs),
     /// Connects and disconnects per second.
     Churn(churn::ChurnArgs),
+    /// One process's share of `idle --processes`; started by `idle`, not by hand.
+    #[command(hide = true)]
+    IdleWorker(idle::IdleWorkerArgs),
 }
 
 impl Scenario {
@@ -127,6 +130,7 @@ impl Scenario {
             Self::Presence(a) => (a.members, a.publish.duration),
             Self::Intake(a) => (a.subscribers, a.publish.duration),
             Self::Churn(a) => (a.inflight, a.duration),
+            Self::IdleWorker(a) => (a.connections, 0.0),
         };
         if connections > MAX_CONNECTIONS {
             bail!("at most {MAX_CONNECTIONS} connections per run");
@@ -179,10 +183,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             global.source_ips,
             inflight,
         )?);
+        if let Scenario::IdleWorker(a) = &scenario {
+            idle::worker(target, a).await?;
+            return Ok(true);
+        }
         let pid = global
             .server_pid
             .or_else(|| proc::find_listener(target.ws_addr.port()));
         let pid_text = pid.map(|p| p.to_string());
+        let mut forward = vec![
+            format!("--url={}", global.url),
+            format!("--source-ips={}", global.source_ips),
+            "--threads=1".to_owned(),
+        ];
+        forward.extend(global.ws_url.as_ref().map(|w| format!("--ws-url={w}")));
         let context = RunContext::new(
             global.label.clone(),
             global.url.clone(),
@@ -191,12 +205,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         );
         let pid = pid_text.as_deref();
         let report = match &scenario {
-            Scenario::Idle(a) => idle::run(target, a, pid).await,
+            Scenario::Idle(a) => idle::run(target, a, pid, &forward).await,
             Scenario::Fanout(a) => fanout::run(target, a, pid).await,
             Scenario::Channels(a) => channels::run(target, a, pid).await,
             Scenario::Presence(a) => presence::run(target, a, pid).await,
             Scenario::Intake(a) => intake::run(target, a, pid).await,
             Scenario::Churn(a) => churn::run(target, a, pid).await,
+            Scenario::IdleWorker(_) => return Ok(true),
         }
         .context("the run failed")?;
         report::emit(&report, &context, global.json.as_deref())?;

@@ -5,11 +5,12 @@
 //! socket buffers are outside that figure; `/proc/net/sockstat` reports them machine-wide
 //! (both ends of each loopback connection), and the table shows that separately.
 //!
-//! All clients run in this one process, so N is bounded by this process's open-file limit;
-//! at 20,000 files that is about 19,900 connections.
+//! The clients run in this process, or with `--processes K` in K copies of it (the hidden
+//! `idle-worker` command), when one process's open-file limit is too low for them all.
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -42,6 +43,10 @@ pub struct IdleArgs {
     pub release_wait: f64,
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Processes the clients are spread over, when one process's open-file limit is too low
+    /// for them all. The generator's own memory is then not reported.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
 }
 
 enum Ready {
@@ -97,21 +102,43 @@ async fn hold_one(
     true
 }
 
-pub async fn run(
+/// What opening the connections gave.
+#[derive(Default, Serialize, serde::Deserialize)]
+struct Opened {
+    handshakes_us: Vec<u64>,
+    failures: u64,
+    first_failure: Option<String>,
+}
+
+/// Connections held open, by this process or by worker processes.
+enum Fleet {
+    Local {
+        tasks: JoinSet<bool>,
+        stop: watch::Sender<bool>,
+    },
+    Workers(Vec<Worker>),
+}
+
+struct Worker {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Opens connections `offset..offset + count` in this process.
+async fn open_local(
     target: Arc<Target>,
-    args: &IdleArgs,
-    server_pid: Option<&str>,
-) -> anyhow::Result<Report> {
-    let before = server_pid.and_then(proc::sample);
-    let kernel_before = proc::tcp_kernel_kib();
-    let client_before = proc::sample("self");
-    let (stop_tx, stop_rx) = watch::channel(false);
+    offset: usize,
+    count: usize,
+    channels: usize,
+    concurrency: usize,
+) -> (Fleet, Opened) {
+    let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, mut ready_rx) = mpsc::channel(4096);
-    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    for index in 0..args.connections {
-        let channel = format!("bench-idle-{}", index % args.channels.max(1));
+    for index in offset..offset + count {
+        let channel = format!("bench-idle-{}", index % channels.max(1));
         tasks.spawn(hold_one(
             target.clone(),
             index,
@@ -122,20 +149,172 @@ pub async fn run(
         ));
     }
     drop(ready_tx);
-
-    let mut handshakes = Histogram::new();
-    let mut failures = 0u64;
-    let mut first_failure = None;
+    let mut opened = Opened::default();
     while let Some(ready) = ready_rx.recv().await {
         match ready {
-            Ready::Subscribed(us) => handshakes.record(us),
+            Ready::Subscribed(us) => opened.handshakes_us.push(us),
             Ready::Failed(error) => {
-                failures += 1;
-                first_failure.get_or_insert(error);
+                opened.failures += 1;
+                opened.first_failure.get_or_insert(error);
             }
         }
     }
+    (Fleet::Local { tasks, stop }, opened)
+}
+
+/// Starts `processes` copies of this program, each opening its share, and waits until every
+/// one has reported.
+async fn open_workers(
+    target: &Target,
+    args: &IdleArgs,
+    forward: &[String],
+) -> anyhow::Result<(Fleet, Opened)> {
+    use tokio::io::AsyncBufReadExt;
+
+    let processes = args.processes.max(1);
+    let mut workers = Vec::new();
+    for p in 0..processes {
+        let offset = args.connections * p / processes;
+        let count = args.connections * (p + 1) / processes - offset;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(forward)
+            .arg("idle-worker")
+            .args([
+                "--offset",
+                &offset.to_string(),
+                "--connections",
+                &count.to_string(),
+            ])
+            .args(["--channels", &args.channels.to_string()])
+            .args([
+                "--connect-concurrency",
+                &(args.connect_concurrency / processes).max(1).to_string(),
+            ])
+            .env("COMNESTOR_APP_ID", &target.app_id)
+            .env("COMNESTOR_APP_KEY", &target.key)
+            .env("COMNESTOR_APP_SECRET", &target.secret)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let stdout = tokio::io::BufReader::new(child.stdout.take().context("worker stdout")?);
+        workers.push(Worker {
+            child,
+            stdin,
+            stdout: stdout.lines(),
+        });
+    }
+    let mut opened = Opened::default();
+    for worker in &mut workers {
+        let line = worker
+            .stdout
+            .next_line()
+            .await?
+            .context("a worker exited early")?;
+        let part: Opened = serde_json::from_str(&line)?;
+        opened.handshakes_us.extend(part.handshakes_us);
+        opened.failures += part.failures;
+        if opened.first_failure.is_none() {
+            opened.first_failure = part.first_failure;
+        }
+    }
+    Ok((Fleet::Workers(workers), opened))
+}
+
+/// Closes every connection; returns how many had been closed by the server before (of the
+/// connections that opened; `failures` did not).
+async fn close(fleet: Fleet, failures: u64) -> anyhow::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+
+    match fleet {
+        Fleet::Local { mut tasks, stop } => {
+            let _ = stop.send(true);
+            let mut dropped = 0;
+            while let Some(result) = tasks.join_next().await {
+                dropped += u64::from(matches!(result, Ok(false)));
+            }
+            Ok(dropped.saturating_sub(failures))
+        }
+        Fleet::Workers(mut workers) => {
+            for worker in &mut workers {
+                worker.stdin.write_all(b"close\n").await?;
+                worker.stdin.flush().await?;
+            }
+            let mut dropped = 0;
+            for worker in &mut workers {
+                let line = worker.stdout.next_line().await?.unwrap_or_default();
+                dropped += line.trim().parse::<u64>().unwrap_or(0);
+                let _ = worker.child.wait().await;
+            }
+            Ok(dropped)
+        }
+    }
+}
+
+/// `idle-worker`: one process's share of an `idle --processes` run. Prints what it opened as
+/// one JSON line, holds until a line arrives on stdin, closes, and prints how many the server
+/// had closed before that.
+pub async fn worker(target: Arc<Target>, args: &IdleWorkerArgs) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+
+    let (fleet, opened) = open_local(
+        target,
+        args.offset,
+        args.connections,
+        args.channels,
+        args.connect_concurrency,
+    )
+    .await;
+    println!("{}", serde_json::to_string(&opened)?);
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let _ = stdin.next_line().await;
+    println!("{}", close(fleet, opened.failures).await?);
+    Ok(())
+}
+
+/// The hidden arguments of `idle-worker`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleWorkerArgs {
+    #[arg(long)]
+    pub offset: usize,
+    #[arg(long)]
+    pub connections: usize,
+    #[arg(long)]
+    pub channels: usize,
+    #[arg(long)]
+    pub connect_concurrency: usize,
+}
+
+/// Runs the scenario. `forward` holds the global flags a worker process needs.
+pub async fn run(
+    target: Arc<Target>,
+    args: &IdleArgs,
+    server_pid: Option<&str>,
+    forward: &[String],
+) -> anyhow::Result<Report> {
+    let before = server_pid.and_then(proc::sample);
+    let kernel_before = proc::tcp_kernel_kib();
+    let client_before = proc::sample("self");
+    let started = Instant::now();
+    let (fleet, opened) = if args.processes > 1 {
+        open_workers(&target, args, forward).await?
+    } else {
+        open_local(
+            target.clone(),
+            0,
+            args.connections,
+            args.channels,
+            args.connect_concurrency,
+        )
+        .await
+    };
     let connect_time = started.elapsed();
+    let mut handshakes = Histogram::new();
+    for &us in &opened.handshakes_us {
+        handshakes.record(us);
+    }
+    let (failures, first_failure) = (opened.failures, opened.first_failure);
     let connected = handshakes.count();
 
     tokio::time::sleep(secs(args.settle)).await;
@@ -147,13 +326,7 @@ pub async fn run(
     let held_end = server_pid.and_then(proc::sample);
 
     let closing = Instant::now();
-    let _ = stop_tx.send(true);
-    let mut dropped = 0u64;
-    while let Some(result) = tasks.join_next().await {
-        if matches!(result, Ok(false)) {
-            dropped += 1;
-        }
-    }
+    let lost_while_idle = close(fleet, failures).await?;
     let close_time = closing.elapsed();
     tokio::time::sleep(secs(args.release_wait)).await;
     let after = server_pid.and_then(proc::sample);
@@ -178,7 +351,6 @@ pub async fn run(
         "connect + subscribe latency",
         handshakes.summary().display_ms(),
     );
-    let lost_while_idle = dropped.saturating_sub(failures);
     report.row("closed by the server while idle", lost_while_idle);
     report.row(
         "all closed in",
@@ -243,7 +415,7 @@ pub async fn run(
         );
         report.result("kernel_tcp_kib_per_connection", per);
     }
-    if let (Some(c0), Some(c1)) = (client_before, client_held) {
+    if let (Some(c0), Some(c1), 1) = (client_before, client_held, args.processes.max(1)) {
         let per = c1.rss_kib.saturating_sub(c0.rss_kib) as f64 / connected.max(1) as f64;
         report.row("generator memory per connection", format!("{per:.2} KiB"));
     }
