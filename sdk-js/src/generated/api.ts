@@ -348,7 +348,7 @@ export const operations = {
   /**
    * Watch accepted events live.
    */
-  streamEvents: { method: "GET", path: "/stream", successStatus: [200], errorStatus: [], contentType: "text/event-stream" },
+  streamEvents: { method: "GET", path: "/stream", successStatus: [200], errorStatus: [400,401,403,404,409,413,415,422,429,503], contentType: "text/event-stream" },
 } as const;
 
 /** The operation ids of the API. */

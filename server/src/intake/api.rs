@@ -55,6 +55,7 @@ enum PublishResponse {
 
 /// When each stage happened, in Unix milliseconds.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Stages {
     pub received_at: i64,
     pub logged_at: i64,
@@ -67,6 +68,7 @@ pub struct Stages {
 
 /// One delivery attempt.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Attempt {
     pub attempt: i32,
     pub started_at: i64,
@@ -78,6 +80,7 @@ pub struct Attempt {
 
 /// A logged event.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventRecord {
     pub id: String,
     pub app_id: String,
@@ -98,6 +101,7 @@ pub struct EventRecord {
 
 /// A page of events.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventPage {
     pub events: Vec<EventRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -106,6 +110,7 @@ pub struct EventPage {
 
 /// A page of a channel's history.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChannelHistory {
     pub channel: String,
     pub events: Vec<EventRecord>,
@@ -342,7 +347,7 @@ impl IntakeApi {
         auth: AppAuth,
         channel: Query<Option<String>>,
         event: Query<Option<String>>,
-    ) -> EventStream<BoxStream<'static, EventMetadata>> {
+    ) -> ApiResult<EventStream<BoxStream<'static, EventMetadata>>> {
         let app_id = auth.app().id.clone();
         let receiver = ctx.intake.bus.subscribe();
         let stream = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -362,7 +367,7 @@ impl IntakeApi {
                 && event.0.as_ref().is_none_or(|e| &m.event == e);
             futures::future::ready(keep)
         });
-        EventStream::new(stream.boxed()).keep_alive(std::time::Duration::from_secs(15))
+        Ok(EventStream::new(stream.boxed()).keep_alive(std::time::Duration::from_secs(15)))
     }
 }
 

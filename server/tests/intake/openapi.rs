@@ -13,3 +13,57 @@ fn checked_in_spec_is_current() {
          cargo run -q -p comnestor-server --bin comnestor -- openapi > openapi/openapi.json\n"
     );
 }
+
+/// Every operation, the live stream included, declares the problem answers its credentials
+/// check gives (401, 403), so generated clients and fuzzers accept them.
+#[test]
+fn every_operation_declares_its_auth_problems() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&comnestor_server::intake::openapi_json()).unwrap();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in ["401", "403"] {
+                let content = &operation["responses"][status]["content"];
+                assert!(
+                    content["application/problem+json"].is_object(),
+                    "{method} {path} does not declare {status}"
+                );
+            }
+        }
+    }
+}
+
+fn nulls(value: &serde_json::Value, at: &str, found: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Null => found.push(at.to_owned()),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                nulls(item, &format!("{at}[{i}]"), found);
+            }
+        }
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                nulls(field, &format!("{at}.{name}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The spec declares no field nullable: an unset optional field is left out, never `null`.
+#[tokio::test]
+async fn responses_leave_unset_fields_out_instead_of_null() {
+    let server = crate::support::Server::start().await;
+    let id = server
+        .publish_ok(&serde_json::json!({"channel": "c", "event": "e", "data": 1}))
+        .await;
+    let event = server.wait_status(&id, "delivered").await;
+    let (_, page) = server.get("/api/events").await;
+    let (_, history) = server.get("/api/channels/c/history").await;
+    let mut found = Vec::new();
+    nulls(&event, "event", &mut found);
+    nulls(&page, "page", &mut found);
+    nulls(&history, "history", &mut found);
+    assert!(found.is_empty(), "null fields: {found:?}");
+    assert!(page.get("next_cursor").is_none(), "{page}");
+}
