@@ -38,6 +38,9 @@ pub struct Settings {
     pub delivery_max_attempts: u32,
     /// Delay before the first retry; it doubles with each further one.
     pub delivery_backoff: Duration,
+    /// How often the delivery worker looks for jobs it was not woken for (retries that came
+    /// due, jobs pushed by other nodes). This process's own pushes wake it at once.
+    pub queue_poll: Duration,
     /// Whether nodes share live state (presence, counts, broadcasts) through Redis. On by
     /// default whenever `redis_url` is set; `cluster = false` keeps a node on its own.
     pub cluster: bool,
@@ -104,6 +107,7 @@ impl Default for Settings {
             delivery_workers: 8,
             delivery_max_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
+            queue_poll: crate::queue::POLL_INTERVAL,
             cluster: false,
             redis_prefix: "comnestor:".to_owned(),
             cluster_node_ttl: Duration::from_secs(15),
@@ -252,6 +256,13 @@ impl Settings {
             }
             Ok(())
         });
+        check("queue_poll_ms", &mut |v| {
+            match v.trim().parse() {
+                Ok(ms) if ms > 0 => settings.queue_poll = Duration::from_millis(ms),
+                _ => return Err("not a positive number of milliseconds".to_owned()),
+            }
+            Ok(())
+        });
         check("delivery_backoff_ms", &mut |v| {
             let ms: u64 = v
                 .trim()
@@ -308,6 +319,7 @@ const SERVER_KEYS: &[&str] = &[
     "delivery_workers",
     "delivery_max_attempts",
     "delivery_backoff_ms",
+    "queue_poll_ms",
     "cluster",
     "redis_prefix",
     "cluster_node_ttl_ms",
