@@ -23,10 +23,20 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[oai(deny_unknown_fields)]
 pub struct PublishRequest {
     /// One channel. Give this or `channels`.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^(#server-to-user-)?[-a-zA-Z0-9_=@,.;]+$"
+    ))]
     pub channel: Option<String>,
     /// Up to 100 channels. Give this or `channel`.
-    #[oai(validator(min_items = 1, max_items = 100))]
+    #[oai(validator(
+        min_items = 1,
+        max_items = 100,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^(#server-to-user-)?[-a-zA-Z0-9_=@,.;]+$"
+    ))]
     pub channels: Option<Vec<String>>,
     /// The event name, such as `order.created` or `App\Events\OrderShipped`.
     #[oai(validator(min_length = 1, max_length = 200))]
