@@ -66,6 +66,9 @@ impl Except<'_> {
 
 /// The newest cluster sequence numbers this node applied to the channel, so that frames
 /// that crossed each other on the way from two nodes are applied in Redis's order.
+///
+/// It keeps one number per presence user seen while the channel has subscribers on this
+/// node, and is dropped with the channel.
 #[derive(Default)]
 struct Applied {
     /// By presence user id: the last `member_added`/`member_removed`.

@@ -175,6 +175,9 @@ async fn write_pending(
 /// Handles one client message. On a single node nothing here waits; in a cluster,
 /// subscribing, unsubscribing, signing in and client events wait for Redis, and the
 /// connection's next message is read only after that, which keeps its messages in order.
+/// Queued frames are not written meanwhile either; a connection that gets more than
+/// [`crate::hub::OUTBOX_CAPACITY`] frames while Redis is slow to answer (at most
+/// [`crate::hub::cluster::OP_TIMEOUT`]) is closed as a slow client.
 async fn handle_text(session: &mut Session, text: &str) {
     let limit = session.app.app().settings.max_message_size as usize;
     if text.len() > limit {

@@ -272,7 +272,11 @@ async fn concurrent_joins_and_leaves_leave_exact_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_node_is_cleaned_up_by_the_survivors() {
-    let nodes = Nodes::start("dead", 3, |s| s.subscription_count = true).await;
+    let nodes = Nodes::start("dead", 3, |s| {
+        s.subscription_count = true;
+        s.user_authentication = true;
+    })
+    .await;
     let (a, b, dead) = (nodes.node(0), nodes.node(1), nodes.node(2));
     let room = "presence-fragile";
     let mut on_a = Client::connect(a).await;
@@ -291,6 +295,15 @@ async fn a_dead_node_is_cleaned_up_by_the_survivors() {
     both_alive.join_presence(room, "both").await;
     let mut public_dead = Client::connect(dead).await;
     public_dead.subscribe("public-fragile").await;
+    let mut sleeper = Client::connect(dead).await;
+    sleeper.signin("sleeper", &[]).await;
+    let mut watcher = Client::connect(b).await;
+    watcher.signin("watcher", &["sleeper"]).await;
+    let initial = watcher.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(
+        initial.data["events"],
+        json!([{"name": "online", "user_ids": ["sleeper"]}])
+    );
     let api = Api::of(a);
     assert_eq!(
         api.users(room).await,
@@ -329,6 +342,42 @@ async fn a_dead_node_is_cleaned_up_by_the_survivors() {
         .rfind(|f| f.event == "pusher_internal:subscription_count")
         .expect("a subscription_count");
     assert_eq!(last.data["subscription_count"], 1);
+    // Its signed-in user went offline for watchers on the survivors.
+    let offline = watcher.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(
+        offline.data["events"],
+        json!([{"name": "offline", "user_ids": ["sleeper"]}])
+    );
+    nodes.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reaped_node_that_comes_back_reconnects_its_clients() {
+    let nodes = Nodes::start("comeback", 2, defaults).await;
+    let (a, b) = (nodes.node(0), nodes.node(1));
+    let room = "presence-comeback";
+    let mut observer = Client::connect(a).await;
+    observer.join_presence(room, "observer").await;
+    let mut stranded = Client::connect(b).await;
+    stranded.join_presence(room, "stranded").await;
+    observer.expect("pusher_internal:member_added").await;
+
+    // Cut off for longer than its lease, the node is reaped by the other one.
+    cluster(b).halt();
+    let removed = observer.expect("pusher_internal:member_removed").await;
+    assert_eq!(removed.data["user_id"], "stranded");
+
+    // Back again, it finds itself reaped: its clients are asked to reconnect, and it
+    // registers again, so that they can rejoin.
+    cluster(b).resume();
+    assert_eq!(stranded.closed_with().await, 4200);
+    let mut rejoined = Client::connect(b).await;
+    let presence = rejoined.join_presence(room, "stranded").await;
+    assert_eq!(presence["count"], 2, "{presence}");
+    let added = observer.expect("pusher_internal:member_added").await;
+    assert_eq!(added.data["user_id"], "stranded");
+    let info = Api::of(a).channel(room, "subscription_count").await;
+    assert_eq!(info["subscription_count"], 2, "{info}");
     nodes.shutdown().await;
 }
 

@@ -49,14 +49,16 @@ async fn heartbeat(hub: Arc<Hub>, cluster: Arc<Cluster>, mut stopped: watch::Rec
 }
 
 /// Renews the lease. When other nodes reaped this one (Redis was out of reach for longer
-/// than the lease), its connections are no longer on record: they are asked to reconnect,
-/// which rebuilds the records, and the node registers again.
+/// than the lease), its connections are no longer on record: the node registers again and
+/// asks them to reconnect, which rebuilds their records.
 async fn renew(hub: &Hub, cluster: &Cluster) -> Result<(), ClusterError> {
     let renewed = cluster.timed(lease_renewed(cluster)).await?;
     if !renewed {
         tracing::error!(node = %cluster.node, "this node was reaped as dead; reconnecting its clients");
-        hub.close_all(CloseCode::Reconnect);
+        // Registered first, so that the clients find it ready when they come back. The old
+        // connections' records, if they make any before closing, are removed when they close.
         cluster.timed(cluster.register()).await?;
+        hub.close_all(CloseCode::Reconnect);
     }
     Ok(())
 }

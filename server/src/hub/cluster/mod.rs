@@ -172,6 +172,13 @@ impl Cluster {
         self.halted.store(true, Ordering::Release);
     }
 
+    /// Undoes [`Cluster::halt`], for tests: the node talks to Redis again. If it was reaped
+    /// meanwhile, its next heartbeat asks its clients to reconnect (4200) and registers it
+    /// again, as after a real outage.
+    pub fn resume(&self) {
+        self.halted.store(false, Ordering::Release);
+    }
+
     pub fn is_halted(&self) -> bool {
         self.halted.load(Ordering::Acquire)
     }
