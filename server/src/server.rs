@@ -155,13 +155,13 @@ async fn build_intake(
     apps: AppRegistry,
 ) -> anyhow::Result<Arc<Intake>> {
     let bus = match &settings.redis_url {
-        Some(url) => Bus::redis(url)
+        Some(url) => Bus::redis(url, &settings.redis_prefix)
             .await
             .with_context(|| format!("cannot connect to Redis at {url}"))?,
         None => Bus::in_process(),
     };
     let queue = match (settings.queue, &settings.redis_url) {
-        (QueueKind::Redis, Some(url)) => Queue::redis(url)
+        (QueueKind::Redis, Some(url)) => Queue::redis(url, &settings.redis_prefix)
             .await
             .context("cannot open the Redis queue")?,
         _ => Queue::in_database(&db)

@@ -11,8 +11,8 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-/// Redis channel the metadata is published on.
-pub const REDIS_CHANNEL: &str = "comnestor:events";
+/// The Redis channel the metadata is published on, after the cluster's key prefix.
+pub const REDIS_CHANNEL_SUFFIX: &str = "events";
 
 /// How many messages a slow stream reader may fall behind before it skips ahead.
 const BUFFER: usize = 1024;
@@ -35,6 +35,8 @@ pub struct EventMetadata {
 pub struct Bus {
     local: broadcast::Sender<Arc<EventMetadata>>,
     redis: Option<deadpool_redis::Pool>,
+    /// The Redis channel, `{prefix}events`.
+    channel: String,
 }
 
 impl Bus {
@@ -43,12 +45,14 @@ impl Bus {
         Self {
             local: broadcast::channel(BUFFER).0,
             redis: None,
+            channel: String::new(),
         }
     }
 
-    /// A bus on Redis: publishing goes to Redis, and a background task relays what Redis
-    /// delivers (from every node) to local subscribers.
-    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+    /// A bus on Redis: publishing goes to the channel `{prefix}events`, and a background task
+    /// relays what Redis delivers there (from every node) to local subscribers.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let channel = format!("{prefix}{REDIS_CHANNEL_SUFFIX}");
         let pool = deadpool_redis::Config::from_url(url)
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
         let mut conn = pool.get().await?;
@@ -58,10 +62,11 @@ impl Bus {
         let bus = Self {
             local: broadcast::channel(BUFFER).0,
             redis: Some(pool),
+            channel: channel.clone(),
         };
         let client = deadpool_redis::redis::Client::open(url)?;
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(REDIS_CHANNEL).await?;
+        pubsub.subscribe(&channel).await?;
         let local = bus.local.clone();
         tokio::spawn(async move {
             let mut messages = pubsub.into_on_message();
@@ -96,7 +101,7 @@ impl Bus {
         };
         let result = async {
             let mut conn = pool.get().await?;
-            conn.publish::<_, _, ()>(REDIS_CHANNEL, payload).await?;
+            conn.publish::<_, _, ()>(&self.channel, payload).await?;
             anyhow::Ok(())
         }
         .await;

@@ -75,10 +75,13 @@ impl Queue {
         Ok(Self::with_storage(storage))
     }
 
-    /// A queue on Redis, shared by every node.
-    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+    /// A queue on Redis, shared by every node of a cluster. Its keys start with `prefix`, so
+    /// clusters (and tests) sharing one Redis never take each other's jobs.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let conn = apalis_redis::connect(url).await?;
-        Ok(Self::with_storage(Storage::Redis(RedisStorage::new(conn))))
+        let config = apalis_redis::Config::default().queue(format!("{prefix}deliveries"));
+        let storage = RedisStorage::new(conn).with_config(config);
+        Ok(Self::with_storage(Storage::Redis(storage)))
     }
 
     fn with_storage(storage: Storage) -> Self {

@@ -33,7 +33,6 @@ async fn postgres_as_log_and_queue_end_to_end() {
 #[tokio::test]
 async fn redis_as_queue_and_bus_end_to_end() {
     let url = service_url("COMNESTOR_TEST_REDIS_URL", "Redis");
-    let _serial = SHARED_SERVICES.lock().await;
     let server = Server::start_with(Options {
         redis_url: Some(url),
         queue: QueueKind::Redis,

@@ -24,6 +24,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Options {
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Put before every Redis key and channel; unique per server unless a test shares it.
+    pub redis_prefix: String,
     pub queue: QueueKind,
     pub delivery_workers: usize,
     pub max_attempts: u32,
@@ -37,6 +39,7 @@ impl Default for Options {
         Self {
             database_url: "sqlite::memory:".to_owned(),
             redis_url: None,
+            redis_prefix: format!("intake-test-{}:", unique_id()),
             queue: QueueKind::Database,
             delivery_workers: 4,
             max_attempts: 5,
@@ -96,6 +99,7 @@ impl Server {
             port: 0,
             database_url: options.database_url,
             redis_url: options.redis_url,
+            redis_prefix: options.redis_prefix,
             queue: options.queue,
             delivery_workers: options.delivery_workers,
             delivery_max_attempts: options.max_attempts,
@@ -334,8 +338,8 @@ pub fn service_url(variable: &str, service: &str) -> String {
     })
 }
 
-/// Serializes the tests that share one Postgres database or one Redis, so one server's
-/// worker never takes another's delivery job.
+/// Serializes the tests that share one Postgres database, so one server's worker never takes
+/// another's delivery job. (Redis needs no lock: each server has its own key prefix.)
 pub static SHARED_SERVICES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Unix milliseconds, as the event log records them.
