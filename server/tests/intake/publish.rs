@@ -406,3 +406,47 @@ async fn over_the_rate_limit_is_429_with_retry_after() {
     assert_problem(response, 429, "rate limit").await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_create_one_event() {
+    let server = Server::start().await;
+    let body = json!({"channel": "race", "event": "once", "data": 1});
+    let attempts = (0..10).map(|_| {
+        server
+            .http
+            .post(server.url("/api/events"))
+            .basic_auth(&server.app.key, Some(&server.app.secret))
+            .header("Idempotency-Key", "same-key")
+            .json(&body)
+            .send()
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for response in futures_util::future::join_all(attempts).await {
+        let (status, answer) = read(response.unwrap()).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(server.intake().log.count(&server.app.id).await.unwrap(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_server_serves_interactive_docs_and_the_checked_in_spec() {
+    let server = Server::start().await;
+    let docs = server.http.get(server.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    let served: Value = server
+        .http
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let generated: Value = serde_json::from_str(&comnestor_server::intake::openapi_json()).unwrap();
+    assert_eq!(served, generated);
+    server.shutdown().await;
+}
