@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_apps;
 mod m20261203_000002_create_event_log;
+mod m20261203_000003_create_webhooks;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_create_apps::Migration),
             Box::new(m20261203_000002_create_event_log::Migration),
+            Box::new(m20261203_000003_create_webhooks::Migration),
         ]
     }
 }

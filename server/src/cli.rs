@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::apps::{App, AppSettings, AppStore, NewApp, SETTING_NAMES, parse_bool};
 use crate::config::Settings;
 use crate::server::{self, DefaultAppOutcome};
+use crate::webhooks;
 
 /// Comnestor Realtime: a Pusher-compatible realtime server.
 #[derive(Debug, Parser)]
@@ -28,6 +29,9 @@ pub enum Command {
     /// Manage apps: their credentials and settings.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Webhook batches: list them and their attempts, re-send dead ones.
+    #[command(subcommand)]
+    Webhooks(webhooks::cli::BatchCommand),
     /// Print the OpenAPI document of the `/api` endpoints (what `openapi/openapi.json` holds).
     Openapi,
 }
@@ -68,6 +72,9 @@ pub enum AppsCommand {
     RotateSecret { id: String },
     /// Delete an app; its connections are closed.
     Delete { id: String },
+    /// Manage an app's webhook endpoints.
+    #[command(subcommand)]
+    Webhooks(webhooks::cli::EndpointCommand),
 }
 
 /// Runs the parsed command line.
@@ -86,6 +93,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(settings).await,
         Command::Apps(command) => apps(settings, command).await,
+        Command::Webhooks(command) => {
+            let db = server::connect_database(&settings.database_url).await?;
+            webhooks::cli::batches(&settings, db, command).await
+        }
         Command::Openapi => Ok(()),
     }
 }
@@ -102,6 +113,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = server::connect_database(&settings.database_url).await?;
     let store = AppStore::new(db.clone());
     let outcome = server::ensure_default_app(&store, settings.default_app.as_ref()).await?;
+    if let (DefaultAppOutcome::Configured(app), Some(configured)) =
+        (&outcome, settings.default_app.as_ref())
+        && let Some(url) = &configured.webhook_url
+    {
+        webhooks::cli::ensure_endpoint(db.clone(), &app.id, url, &configured.webhook_events)
+            .await?;
+    }
     let running = server::start(&settings, db).await?;
     let shown_host = if settings.host.is_unspecified() {
         "127.0.0.1".to_owned()
@@ -240,6 +258,10 @@ async fn apps(settings: Settings, command: AppsCommand) -> anyhow::Result<()> {
         AppsCommand::Delete { id } => {
             store.delete(&id).await?;
             println!("deleted app {id}");
+        }
+        AppsCommand::Webhooks(command) => {
+            let db = server::connect_database(&settings.database_url).await?;
+            webhooks::cli::endpoints(db, command).await?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::apps::{AppSettings, SETTING_NAMES, parse_bool};
+use crate::webhooks::{EVENT_NAMES, WebhookSettings};
 
 /// Where the embedded default keeps its data.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://comnestor.db?mode=rwc";
@@ -38,9 +39,6 @@ pub struct Settings {
     pub delivery_max_attempts: u32,
     /// Delay before the first retry; it doubles with each further one.
     pub delivery_backoff: Duration,
-    /// How often the delivery worker looks for jobs it was not woken for (retries that came
-    /// due, jobs pushed by other nodes). This process's own pushes wake it at once.
-    pub queue_poll: Duration,
     /// Whether nodes share live state (presence, counts, broadcasts) through Redis. On by
     /// default whenever `redis_url` is set; `cluster = false` keeps a node on its own.
     pub cluster: bool,
@@ -50,6 +48,11 @@ pub struct Settings {
     /// How long a cluster node counts as alive after its last heartbeat; it renews every
     /// third of this. A node that stops is cleaned up by the others after at most this long.
     pub cluster_node_ttl: Duration,
+    /// How often the delivery worker looks for jobs it was not woken for (retries that came
+    /// due, jobs pushed by other nodes). This process's own pushes wake it at once.
+    pub queue_poll: Duration,
+    /// Batching, rejoin delay, retries and limits of webhooks.
+    pub webhooks: WebhookSettings,
     /// `COMNESTOR_*` variables that name no setting, reported once logging is up.
     pub ignored_variables: Vec<String>,
 }
@@ -73,6 +76,10 @@ pub struct DefaultApp {
     pub enabled: Option<bool>,
     /// Settings to apply, by name, already checked.
     pub settings: Vec<(String, String)>,
+    /// A webhook endpoint to make sure the app has (`COMNESTOR_APP_WEBHOOK_URL`).
+    pub webhook_url: Option<String>,
+    /// The events it receives (`COMNESTOR_APP_WEBHOOK_EVENTS`, comma-separated); empty for all.
+    pub webhook_events: Vec<String>,
 }
 
 impl DefaultApp {
@@ -107,10 +114,11 @@ impl Default for Settings {
             delivery_workers: 8,
             delivery_max_attempts: 10,
             delivery_backoff: Duration::from_millis(500),
-            queue_poll: crate::queue::POLL_INTERVAL,
             cluster: false,
             redis_prefix: "comnestor:".to_owned(),
             cluster_node_ttl: Duration::from_secs(15),
+            queue_poll: crate::queue::POLL_INTERVAL,
+            webhooks: WebhookSettings::default(),
             ignored_variables: Vec::new(),
         }
     }
@@ -296,6 +304,7 @@ impl Settings {
             settings.cluster_node_ttl = Duration::from_millis(ms);
             Ok(())
         });
+        webhook_settings(&mut settings.webhooks, &mut check);
         if settings.cluster && settings.redis_url.is_none() {
             problems.push("cluster = true needs redis_url (COMNESTOR_REDIS_URL)".to_owned());
         }
@@ -319,12 +328,68 @@ const SERVER_KEYS: &[&str] = &[
     "delivery_workers",
     "delivery_max_attempts",
     "delivery_backoff_ms",
-    "queue_poll_ms",
     "cluster",
     "redis_prefix",
     "cluster_node_ttl_ms",
+    "queue_poll_ms",
+    "webhook_batch_ms",
+    "webhook_removal_delay_ms",
+    "webhook_max_attempts",
+    "webhook_backoff_ms",
+    "webhook_timeout_ms",
+    "webhook_workers",
 ];
-const APP_KEYS: &[&str] = &["id", "key", "secret", "name"];
+const APP_KEYS: &[&str] = &[
+    "id",
+    "key",
+    "secret",
+    "name",
+    "webhook_url",
+    "webhook_events",
+];
+
+type Check<'a> = dyn FnMut(&str, &mut dyn FnMut(&str) -> Result<(), String>) + 'a;
+
+fn millis(v: &str) -> Result<Duration, String> {
+    v.trim()
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| "not a number of milliseconds".to_owned())
+}
+
+fn positive(v: &str) -> Result<u32, String> {
+    match v.trim().parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("not a positive whole number".to_owned()),
+    }
+}
+
+fn webhook_settings(webhooks: &mut WebhookSettings, check: &mut Check<'_>) {
+    check("webhook_batch_ms", &mut |v| {
+        webhooks.timing.window = millis(v)?;
+        Ok(())
+    });
+    check("webhook_removal_delay_ms", &mut |v| {
+        webhooks.timing.removal_delay = millis(v)?;
+        Ok(())
+    });
+    check("webhook_max_attempts", &mut |v| {
+        webhooks.sender.retry.max_attempts = positive(v)?;
+        Ok(())
+    });
+    check("webhook_backoff_ms", &mut |v| {
+        webhooks.sender.retry.base_delay = millis(v)?.max(Duration::from_millis(1));
+        Ok(())
+    });
+    check("webhook_timeout_ms", &mut |v| {
+        webhooks.sender.timeout = millis(v)?.max(Duration::from_millis(1));
+        Ok(())
+    });
+    check("webhook_workers", &mut |v| {
+        webhooks.workers = positive(v)? as usize;
+        Ok(())
+    });
+}
 
 fn is_known(key: &str) -> bool {
     match key.strip_prefix("app.") {
@@ -360,6 +425,12 @@ fn default_app(raw: &BTreeMap<String, Raw>, problems: &mut Vec<String>) -> Optio
                 Ok(())
             }
             "enabled" => parse_bool(&value).map(|b| app.enabled = Some(b)),
+            "webhook_url" if value.starts_with("http://") || value.starts_with("https://") => {
+                app.webhook_url = Some(value);
+                Ok(())
+            }
+            "webhook_url" => Err("use an http:// or https:// URL".to_owned()),
+            "webhook_events" => webhook_events(&value).map(|events| app.webhook_events = events),
             _ => scratch
                 .set(field, &value)
                 .map(|()| app.settings.push((field.to_owned(), value))),
@@ -375,6 +446,22 @@ fn default_app(raw: &BTreeMap<String, Raw>, problems: &mut Vec<String>) -> Optio
         problems.push("the default app needs all three of COMNESTOR_APP_ID, COMNESTOR_APP_KEY and COMNESTOR_APP_SECRET (or id, key and secret under [app])".to_owned());
     }
     any.then_some(app)
+}
+
+fn webhook_events(value: &str) -> Result<Vec<String>, String> {
+    let events: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match events.iter().find(|e| !EVENT_NAMES.contains(&e.as_str())) {
+        Some(unknown) => Err(format!(
+            "unknown webhook event `{unknown}` (known: {})",
+            EVENT_NAMES.join(", ")
+        )),
+        None => Ok(events),
+    }
 }
 
 fn read_file(path: &Path, raw: &mut BTreeMap<String, Raw>, problems: &mut Vec<String>) {

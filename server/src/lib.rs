@@ -18,6 +18,7 @@
 //! 6. [`hub`] again: the WebSocket server fans the event out to subscribers.
 //!
 //! Also:
+//! - [`webhooks`]: Pusher webhooks — batched, filtered, signed, queued, retried, recorded.
 //! - [`server`]: wiring it together, the app refresher, and graceful shutdown.
 //! - [`cli`]: the `comnestor` command line.
 //! - [`testing`]: a server on port 0 for tests.
@@ -38,6 +39,7 @@ pub mod queue;
 pub mod rate;
 pub mod server;
 pub mod testing;
+pub mod webhooks;
 pub mod ws;
 
 use std::sync::Arc;
@@ -50,4 +52,5 @@ pub struct Context {
     pub apps: AppRegistry,
     pub hub: Arc<Hub>,
     pub intake: Arc<intake::Intake>,
+    pub webhooks: webhooks::Webhooks,
 }

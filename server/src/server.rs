@@ -21,6 +21,7 @@ use crate::hub::{Cluster, ClusterConfig, Hub, cluster};
 use crate::intake::{self, Intake};
 use crate::pubsub::Bus;
 use crate::queue::Queue;
+use crate::webhooks::{self, WebhookStore, Webhooks};
 
 /// How often events left unqueued by a crash are looked for.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -198,11 +199,20 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     let registry = AppRegistry::load(AppStore::new(db.clone()))
         .await
         .context("cannot load apps")?;
+    let webhooks = Webhooks::new(
+        WebhookStore::new(db.clone()),
+        webhooks::open_queue(settings, &db)
+            .await
+            .context("cannot open the webhook queue")?,
+        registry.clone(),
+        settings.webhooks,
+    );
     let intake = build_intake(settings, db, registry.clone()).await?;
     let ctx = Arc::new(Context {
         apps: registry.clone(),
-        hub: Arc::new(join_cluster(settings, Hub::new()).await?),
+        hub: Arc::new(join_cluster(settings, Hub::with_webhooks(webhooks.clone())).await?),
         intake: intake.clone(),
+        webhooks: webhooks.clone(),
     });
     let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .into_acceptor()
@@ -220,7 +230,8 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         settings.app_refresh,
         stopped.clone(),
     ));
-    let background = spawn_pipeline(settings, addr, &intake, stopped.clone());
+    let mut background = spawn_pipeline(settings, addr, &intake, stopped.clone());
+    background.extend(webhooks.spawn(stopped.clone()));
     let cluster_tasks = cluster::spawn(&ctx.hub, &stopped);
     let routes = http::routes(ctx.clone());
     let grace = settings.shutdown_grace;

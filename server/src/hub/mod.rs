@@ -31,6 +31,7 @@ pub use outbox::{ConnId, Control, Frame, OUTBOX_CAPACITY, Outbox};
 pub use users::SigninOutcome;
 
 use crate::apps::App;
+use crate::webhooks::{WebhookEvent, Webhooks};
 
 /// How long a cache channel keeps its last event.
 pub const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -48,6 +49,8 @@ pub struct Hub {
     drained: Notify,
     shutting_down: AtomicBool,
     cluster: Option<Arc<Cluster>>,
+    /// Where channel and presence transitions are reported as webhooks.
+    webhooks: Option<Webhooks>,
 }
 
 impl Default for Hub {
@@ -65,6 +68,16 @@ impl Hub {
             drained: Notify::new(),
             shutting_down: AtomicBool::new(false),
             cluster: None,
+            webhooks: None,
+        }
+    }
+
+    /// A hub that reports its transitions to `webhooks`. In a cluster the transitions are
+    /// the cluster's: the node whose change Redis decided reports it, once.
+    pub fn with_webhooks(webhooks: Webhooks) -> Self {
+        Self {
+            webhooks: Some(webhooks),
+            ..Self::new()
         }
     }
 
@@ -98,10 +111,10 @@ impl Hub {
 
     /// The live state of `app`, created on first use; its settings are refreshed to `app`.
     pub fn app(&self, app: &Arc<App>) -> Arc<AppHub> {
-        let hub = self
-            .apps
-            .entry(app.id.clone())
-            .or_insert_with(|| Arc::new(AppHub::new(app.clone(), self.cluster.clone())));
+        let hub = self.apps.entry(app.id.clone()).or_insert_with(|| {
+            let (cluster, webhooks) = (self.cluster.clone(), self.webhooks.clone());
+            Arc::new(AppHub::new(app.clone(), cluster, webhooks))
+        });
         if hub.app().updated_at != app.updated_at {
             hub.set_app(app.clone());
         }
@@ -234,10 +247,11 @@ pub struct AppHub {
     users: users::Users,
     subscription_counts: DashMap<String, Instant>,
     cluster: Option<Arc<Cluster>>,
+    webhooks: Option<Webhooks>,
 }
 
 impl AppHub {
-    fn new(app: Arc<App>, cluster: Option<Arc<Cluster>>) -> Self {
+    fn new(app: Arc<App>, cluster: Option<Arc<Cluster>>, webhooks: Option<Webhooks>) -> Self {
         Self {
             app: RwLock::new(app),
             channels: DashMap::new(),
@@ -247,6 +261,14 @@ impl AppHub {
             users: users::Users::default(),
             subscription_counts: DashMap::new(),
             cluster,
+            webhooks,
+        }
+    }
+
+    /// Reports a webhook event of this app; never waits.
+    pub fn notify_webhook(&self, event: WebhookEvent) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.notify(&self.app().id, event);
         }
     }
 
@@ -356,10 +378,24 @@ impl AppHub {
                 Err(JoinError::AlreadySubscribed) => return Err(SubscribeError::AlreadySubscribed),
             }
         };
+        let channel = || name.as_str().to_owned();
+        if joined.subscription_count == 1 {
+            self.notify_webhook(WebhookEvent::ChannelOccupied { channel: channel() });
+        }
+        if let (true, Some((user_id, _))) = (joined.new_member, &member) {
+            let user_id = user_id.clone();
+            self.notify_webhook(WebhookEvent::MemberAdded {
+                channel: channel(),
+                user_id,
+            });
+        }
         if name.is_cache() {
             match self.cached(name.as_str()) {
                 Some(cached) => outbox.send(cached.frame),
-                None => outbox.send(message::cache_miss(name.as_str()).into()),
+                None => {
+                    outbox.send(message::cache_miss(name.as_str()).into());
+                    self.notify_webhook(WebhookEvent::CacheMiss { channel: channel() });
+                }
             }
         }
         self.announce_subscription_count(name, joined.subscription_count);
@@ -375,7 +411,17 @@ impl AppHub {
         let Some(left) = channel.leave(conn) else {
             return;
         };
+        if self.cluster.is_none()
+            && let Some(user_id) = left.removed_member.clone()
+        {
+            let channel = name.to_owned();
+            self.notify_webhook(WebhookEvent::MemberRemoved { channel, user_id });
+        }
         if left.subscription_count == 0 {
+            if self.cluster.is_none() {
+                let channel = name.to_owned();
+                self.notify_webhook(WebhookEvent::ChannelVacated { channel });
+            }
             self.channels
                 .remove_if(name, |_, channel| channel.retire_if_empty());
             self.subscription_counts.remove(name);
@@ -419,6 +465,10 @@ impl AppHub {
             }
             *last = now;
         }
+        self.notify_webhook(WebhookEvent::SubscriptionCount {
+            channel: name.as_str().to_owned(),
+            subscription_count: count,
+        });
         Some(message::subscription_count(name.as_str(), count).into())
     }
 

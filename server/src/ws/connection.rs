@@ -27,6 +27,7 @@ use crate::Context;
 use crate::apps::App;
 use crate::hub::{AppHub, Frame, Outbox, SubscribeError};
 use crate::rate::TokenBucket;
+use crate::webhooks::WebhookEvent;
 
 /// How long the server waits for any reply after it pinged an idle client.
 pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -436,6 +437,9 @@ impl Session {
         if sent.is_err() {
             self.error(None, "Client event reached this server's subscribers only");
         }
+        let socket_id = self.outbox.socket_id();
+        let event = WebhookEvent::client_event(name, &msg.event, data, socket_id, user_id);
+        self.app.notify_webhook(event);
     }
 }
 

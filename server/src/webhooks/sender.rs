@@ -1,0 +1,360 @@
+//! Sending batches: a queue of webhook jobs on apalis, next to the intake's delivery jobs,
+//! and the worker that signs and POSTs each batch and records the attempt.
+//!
+//! The queue mirrors [`crate::queue`]: the same backends, the same wake-on-push, with its own
+//! job type so webhooks and event deliveries never wait behind each other. The retry policy
+//! and the attempt record are the intake's ([`RetryPolicy`], [`AttemptOutcome`]).
+//!
+//! Isolation: each request has a timeout, and each endpoint may have only
+//! [`SenderSettings::per_endpoint`] requests in flight. A job for an endpoint at that limit is
+//! put back for a moment instead of holding a worker slot, so a slow endpoint can occupy at
+//! most that many of the worker's slots and never delays other endpoints or other apps.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use comnestor_protocol::auth::webhook_signature;
+use dashmap::DashMap;
+use futures::channel::mpsc;
+use sea_orm::{DatabaseConnection, DbBackend};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+
+use super::endpoints::{Batch, BatchStatus, Endpoint, WebhookStore};
+use crate::apps::{AppRegistry, now_millis};
+use crate::delivery::RetryPolicy;
+use crate::eventlog::AttemptOutcome;
+use crate::queue::POLL_INTERVAL;
+
+/// How long a job for a busy endpoint waits before it is tried again.
+const BUSY_DELAY: Duration = Duration::from_millis(200);
+
+/// A webhook job: send the stored batch with this id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookJob {
+    pub batch_id: String,
+}
+
+#[derive(Clone)]
+enum Storage {
+    Sqlite(SqliteStorage<WebhookJob>),
+    Postgres(PostgresStorage<WebhookJob>),
+    Redis(RedisStorage<WebhookJob>),
+}
+
+/// Where webhook jobs wait.
+#[derive(Clone)]
+pub struct WebhookQueue {
+    storage: Storage,
+    wake: mpsc::UnboundedSender<()>,
+    woken: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>>,
+}
+
+/// Failure to queue a webhook job.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot queue webhook job: {0}")]
+pub struct WebhookQueueError(String);
+
+impl WebhookQueue {
+    /// A queue in the database itself (SQLite or Postgres), sharing its pool.
+    pub async fn in_database(db: &DatabaseConnection) -> anyhow::Result<Self> {
+        let storage = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool().clone();
+                SqliteStorage::setup(&pool).await?;
+                Storage::Sqlite(SqliteStorage::new(&pool))
+            }
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool().clone();
+                PostgresStorage::setup(&pool).await?;
+                Storage::Postgres(PostgresStorage::new(&pool))
+            }
+            other => anyhow::bail!("no webhook queue backend for {other:?}; use Redis"),
+        };
+        Ok(Self::with_storage(storage))
+    }
+
+    /// A queue on Redis, shared by every node.
+    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+        let conn = apalis_redis::connect(url).await?;
+        Ok(Self::with_storage(Storage::Redis(RedisStorage::new(conn))))
+    }
+
+    fn with_storage(storage: Storage) -> Self {
+        let (wake, woken) = mpsc::unbounded();
+        Self {
+            storage,
+            wake,
+            woken: Arc::new(std::sync::Mutex::new(Some(woken))),
+        }
+    }
+
+    /// Queues a batch, to be sent after `delay` when one is given.
+    pub async fn push(
+        &self,
+        batch_id: &str,
+        delay: Option<Duration>,
+    ) -> Result<(), WebhookQueueError> {
+        let job = WebhookJob {
+            batch_id: batch_id.to_owned(),
+        };
+        let mut task = TaskBuilder::new(job);
+        if let Some(delay) = delay {
+            task = task.run_after(delay);
+        }
+        let task = task.build();
+        let result = match self.storage.clone() {
+            Storage::Sqlite(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            Storage::Postgres(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            Storage::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+        };
+        result.map_err(WebhookQueueError)?;
+        if delay.is_none() {
+            let _ = self.wake.unbounded_send(());
+        }
+        Ok(())
+    }
+
+    /// Runs the worker with `concurrency` parallel requests until `stop` turns true.
+    pub async fn run_worker(
+        &self,
+        sender: Arc<Sender>,
+        concurrency: usize,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(woken) = woken else {
+            tracing::error!("a webhook worker is already running for this queue");
+            return;
+        };
+        let strategy = Strategy::new().stream(woken).interval(POLL_INTERVAL);
+        let name = format!("webhooks-{}", ulid::Ulid::generate());
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+            Ok::<(), std::io::Error>(())
+        };
+        macro_rules! run {
+            ($backend:expr) => {
+                WorkerBuilder::new(name)
+                    .backend($backend)
+                    .data(sender)
+                    .concurrency(concurrency)
+                    .build(send_job)
+                    .run_until(signal)
+                    .await
+            };
+        }
+        let result = match self.storage.clone() {
+            Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "webhook worker stopped with an error");
+        }
+    }
+}
+
+/// The job handler. Failures are recorded and retried by the sender, so the job completes.
+async fn send_job(job: WebhookJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
+    sender.send(&job.batch_id).await;
+    Ok(())
+}
+
+/// How batches are sent.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderSettings {
+    pub retry: RetryPolicy,
+    /// Longest wait for one endpoint's answer.
+    pub timeout: Duration,
+    /// Requests one endpoint may have in flight.
+    pub per_endpoint: usize,
+}
+
+/// Signs, sends and records batches.
+pub struct Sender {
+    store: WebhookStore,
+    apps: AppRegistry,
+    queue: WebhookQueue,
+    http: reqwest::Client,
+    settings: SenderSettings,
+    in_flight: DashMap<String, Arc<Semaphore>>,
+}
+
+/// Why an attempt failed: the status, if the endpoint answered, and what went wrong.
+type Failure = (Option<u16>, String);
+
+impl Sender {
+    pub fn new(
+        store: WebhookStore,
+        apps: AppRegistry,
+        queue: WebhookQueue,
+        settings: SenderSettings,
+    ) -> Arc<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // A redirect is a failure to retry, not a POST turned into a GET elsewhere.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(8)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .build()
+            .expect("a reqwest client with the ring TLS provider builds");
+        Arc::new(Self {
+            store,
+            apps,
+            queue,
+            http,
+            settings,
+            in_flight: DashMap::new(),
+        })
+    }
+
+    /// Sends one batch: one attempt, recorded, with a retry scheduled on failure. A batch
+    /// already delivered or dead is left alone, so a duplicate job is harmless.
+    pub async fn send(&self, batch_id: &str) {
+        let batch = match self.store.batch(batch_id).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return tracing::warn!(batch_id, "webhook job for an unknown batch"),
+            Err(error) => return self.retry_later(batch_id, 1, &error.to_string()).await,
+        };
+        if matches!(batch.status, BatchStatus::Delivered | BatchStatus::Dead) {
+            return;
+        }
+        let endpoint = match self.store.endpoint(&batch.endpoint_id).await {
+            Ok(Some(endpoint)) => endpoint,
+            Ok(None) => {
+                return self
+                    .give_up(&batch, "the webhook endpoint was removed")
+                    .await;
+            }
+            Err(error) => return self.retry_later(batch_id, 1, &error.to_string()).await,
+        };
+        let Some(app) = self.apps.by_id(&batch.app_id) else {
+            return self.give_up(&batch, "the app no longer exists").await;
+        };
+        let Ok(_permit) = self.permit(&endpoint.id).try_acquire_owned() else {
+            return self.requeue_busy(batch_id).await;
+        };
+        let attempt = match self.store.mark_sending(&batch).await {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                let next = batch.attempts as u32 + 1;
+                return self.retry_later(batch_id, next, &error.to_string()).await;
+            }
+        };
+        let started_at = now_millis();
+        let clock = Instant::now();
+        let result = self.post(&endpoint, &app.key, &app.secret, &batch).await;
+        let (status_code, error) = match result {
+            Ok(status) => (Some(i32::from(status)), None),
+            Err((status, error)) => (status.map(i32::from), Some(error)),
+        };
+        let outcome = AttemptOutcome {
+            attempt,
+            started_at,
+            duration_ms: clock.elapsed().as_millis() as i64,
+            status_code,
+            error,
+        };
+        self.finish(&batch, outcome).await;
+    }
+
+    fn permit(&self, endpoint_id: &str) -> Arc<Semaphore> {
+        self.in_flight
+            .entry(endpoint_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint.max(1))))
+            .clone()
+    }
+
+    async fn finish(&self, batch: &Batch, outcome: AttemptOutcome) {
+        let attempt = outcome.attempt as u32;
+        let status = match (&outcome.error, attempt >= self.settings.retry.max_attempts) {
+            (None, _) => BatchStatus::Delivered,
+            (Some(_), true) => BatchStatus::Dead,
+            (Some(_), false) => BatchStatus::Retrying,
+        };
+        if let Some(error) = &outcome.error {
+            tracing::warn!(batch_id = %batch.id, app_id = %batch.app_id, attempt, error = %error, status = status.as_str(), "webhook attempt failed");
+        }
+        if let Err(error) = self.store.record_attempt(&batch.id, outcome, status).await {
+            tracing::error!(batch_id = %batch.id, %error, "cannot record webhook attempt");
+        }
+        if status == BatchStatus::Retrying {
+            self.schedule(&batch.id, attempt).await;
+        }
+    }
+
+    async fn give_up(&self, batch: &Batch, reason: &str) {
+        tracing::warn!(batch_id = %batch.id, app_id = %batch.app_id, reason, "webhook batch dropped");
+        if let Err(error) = self.store.mark_dead(&batch.id, reason).await {
+            tracing::error!(batch_id = %batch.id, %error, "cannot mark webhook batch dead");
+        }
+    }
+
+    async fn retry_later(&self, batch_id: &str, attempt: u32, error: &str) {
+        tracing::warn!(batch_id, error, "webhook store unavailable; retrying later");
+        self.schedule(batch_id, attempt).await;
+    }
+
+    async fn requeue_busy(&self, batch_id: &str) {
+        tracing::debug!(batch_id, "webhook endpoint busy; job put back");
+        if let Err(error) = self.queue.push(batch_id, Some(BUSY_DELAY)).await {
+            tracing::error!(batch_id, %error, "cannot put back a webhook job");
+        }
+    }
+
+    async fn schedule(&self, batch_id: &str, attempt: u32) {
+        let delay = self.settings.retry.delay_after(attempt);
+        if let Err(error) = self.queue.push(batch_id, Some(delay)).await {
+            tracing::error!(batch_id, %error, "cannot schedule webhook retry");
+        }
+    }
+
+    /// POSTs the signed body. Returns the status on a 2xx answer.
+    async fn post(
+        &self,
+        endpoint: &Endpoint,
+        key: &str,
+        secret: &str,
+        batch: &Batch,
+    ) -> Result<u16, Failure> {
+        let body = batch.body();
+        let signature = webhook_signature(secret, body.as_bytes());
+        let mut request = self.http.post(&endpoint.url);
+        for (name, value) in &endpoint.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request
+            .header("X-Pusher-Key", key)
+            .header("X-Pusher-Signature", signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (None, format!("request failed: {}", error_chain(&e))))?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(status);
+        }
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        Err((Some(status), format!("endpoint answered {status}: {text}")))
+    }
+}
+
+/// An error with its sources, since reqwest's own message leaves out why a connect failed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
