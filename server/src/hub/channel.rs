@@ -404,3 +404,88 @@ impl Channel {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscriber(id: u64) -> (Outbox, tokio::sync::mpsc::Receiver<Frame>) {
+        let (outbox, rx, _) = Outbox::new(ConnId(id), format!("1.{id}"));
+        (outbox, rx)
+    }
+
+    fn drain(rx: &mut tokio::sync::mpsc::Receiver<Frame>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    fn channel() -> Channel {
+        Channel::new(ChannelName::parse("presence-room").unwrap())
+    }
+
+    #[test]
+    fn a_pending_join_gets_its_reply_first_then_only_newer_frames() {
+        let channel = channel();
+        let (outbox, mut rx) = subscriber(1);
+        channel.join_pending(&outbox, Some("u1".into())).unwrap();
+        channel.deliver(&Frame::from("old"), Some(4), Except::Nobody);
+        channel.deliver(&Frame::from("unstamped"), None, Except::Nobody);
+        channel.deliver(&Frame::from("new"), Some(6), Except::Nobody);
+        assert!(drain(&mut rx).is_empty(), "held until the join completes");
+        assert_eq!(channel.subscription_count(), 1);
+
+        channel.activate(ConnId(1), vec![Frame::from("succeeded")], 5);
+        assert_eq!(drain(&mut rx), ["succeeded", "unstamped", "new"]);
+        channel.deliver(&Frame::from("stale"), Some(5), Except::Nobody);
+        channel.deliver(&Frame::from("later"), Some(7), Except::Nobody);
+        assert_eq!(drain(&mut rx), ["later"]);
+        assert_eq!(channel.user_id_of(ConnId(1)).as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn a_cancelled_join_leaves_nothing_behind() {
+        let channel = channel();
+        let (outbox, mut rx) = subscriber(1);
+        channel.join_pending(&outbox, None).unwrap();
+        assert_eq!(
+            channel.join_pending(&outbox, None),
+            Err(JoinError::AlreadySubscribed)
+        );
+        assert!(!channel.retire_if_empty(), "a pending join keeps it alive");
+        channel.cancel_pending(ConnId(1));
+        channel.deliver(&Frame::from("after"), None, Except::Nobody);
+        assert!(drain(&mut rx).is_empty());
+        assert!(channel.retire_if_empty());
+    }
+
+    #[test]
+    fn changes_that_crossed_on_the_way_apply_in_redis_order() {
+        let channel = channel();
+        assert!(channel.newer_member_change("u1", 9));
+        assert!(
+            !channel.newer_member_change("u1", 5),
+            "older than the last one"
+        );
+        assert!(channel.newer_member_change("u2", 5), "another user");
+        assert!(channel.newer_count(3));
+        assert!(!channel.newer_count(3));
+        assert!(!channel.newer_count(2));
+        assert!(channel.newer_count(4));
+    }
+
+    #[test]
+    fn delivery_skips_the_excepted_connection_or_socket() {
+        let channel = channel();
+        let (a, mut rx_a) = subscriber(1);
+        let (b, mut rx_b) = subscriber(2);
+        for outbox in [&a, &b] {
+            channel.join_pending(outbox, None).unwrap();
+            channel.activate(outbox.id(), Vec::new(), 0);
+        }
+        channel.deliver(&Frame::from("x"), None, Except::Socket("1.1"));
+        channel.deliver(&Frame::from("y"), None, Except::Conn(ConnId(2)));
+        assert_eq!(drain(&mut rx_a), ["y"]);
+        assert_eq!(drain(&mut rx_b), ["x"]);
+    }
+}

@@ -90,6 +90,13 @@ impl Hub {
         }
     }
 
+    /// Reports a webhook event of `app_id`; never waits.
+    pub(crate) fn notify_webhook(&self, app_id: &str, event: WebhookEvent) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.notify(app_id, event);
+        }
+    }
+
     /// The cluster this node belongs to, if it runs with Redis.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()

@@ -12,6 +12,7 @@ use super::{Cluster, ClusterError, Kind};
 use crate::hub::channel::{Channel, Except, JoinError};
 use crate::hub::users::{Users, WatchGate};
 use crate::hub::{AppHub, ConnId, Frame, Outbox, SubscribeError};
+use crate::webhooks::WebhookEvent;
 
 /// Longest pause between attempts to record a leave.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -136,6 +137,7 @@ impl AppHub {
                 return Err(SubscribeError::Unavailable);
             }
         };
+        self.report_join(name, &joined, member.as_ref());
         // Announced before the joiner hears back, as on a single node: once a client has its
         // `subscription_succeeded`, every node has been told about its join. Its own
         // `member_added` is held and then skipped as part of its snapshot; its
@@ -155,6 +157,24 @@ impl AppHub {
             .await;
         channel.activate(outbox.id(), first_frames(name, &joined), joined.seq);
         Ok(())
+    }
+
+    /// The webhooks of a join, as Redis decided them for the whole cluster.
+    fn report_join(&self, name: &ChannelName, joined: &Joined, member: Option<&(String, Value)>) {
+        let channel = || name.as_str().to_owned();
+        if joined.count == 1 {
+            self.notify_webhook(WebhookEvent::ChannelOccupied { channel: channel() });
+        }
+        if let (true, Some((user_id, _))) = (joined.new_member, member) {
+            let user_id = user_id.clone();
+            self.notify_webhook(WebhookEvent::MemberAdded {
+                channel: channel(),
+                user_id,
+            });
+        }
+        if name.is_cache() && joined.cached.is_none() {
+            self.notify_webhook(WebhookEvent::CacheMiss { channel: channel() });
+        }
     }
 
     fn cancel_join(&self, channel: &Channel, conn: ConnId) {
@@ -212,6 +232,10 @@ impl AppHub {
                 if left.removed_member
                     && let Some(user) = &left.user
                 {
+                    self.notify_webhook(WebhookEvent::MemberRemoved {
+                        channel: channel.to_string(),
+                        user_id: user.clone(),
+                    });
                     let frame = message::member_removed(channel.as_str(), user).into();
                     let kind = Kind::Member {
                         channel: channel.to_string(),
@@ -219,6 +243,10 @@ impl AppHub {
                         seq: left.seq,
                     };
                     let _ = self.announce(cluster, kind, Some(frame)).await;
+                }
+                if left.count == 0 {
+                    let channel = channel.to_string();
+                    self.notify_webhook(WebhookEvent::ChannelVacated { channel });
                 }
                 self.announce_count(cluster, channel, left.count, left.seq)
                     .await;

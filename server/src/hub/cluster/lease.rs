@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::bus::{self, Kind};
 use super::{Cluster, ClusterError, scripts};
 use crate::hub::{Frame, Hub};
+use crate::webhooks::WebhookEvent;
 
 /// One change the reap script made, as `{kind, app, channel, user, count, seq}`.
 type Transition = (String, String, String, String, u64, u64);
@@ -136,10 +137,19 @@ async fn announce(hub: &Hub, cluster: &Cluster, transitions: Vec<Transition>) {
     for (kind, app, channel, user, count, seq) in transitions {
         let (kind, frame): (Kind, Option<Frame>) = match kind.as_str() {
             "removed" => {
+                let event = WebhookEvent::MemberRemoved {
+                    channel: channel.clone(),
+                    user_id: user.clone(),
+                };
+                hub.notify_webhook(&app, event);
                 let frame = message::member_removed(&channel, &user).into();
                 (Kind::Member { channel, user, seq }, Some(frame))
             }
             "count" => {
+                if count == 0 {
+                    let channel = channel.clone();
+                    hub.notify_webhook(&app, WebhookEvent::ChannelVacated { channel });
+                }
                 let frame = message::subscription_count(&channel, count as usize).into();
                 (Kind::Count { channel, seq }, Some(frame))
             }
