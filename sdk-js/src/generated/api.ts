@@ -156,11 +156,11 @@ export interface PublishRequest {
   /**
    * One channel. Give this or `channels`.
    */
-  channel?: string;
+  channel?: string | null;
   /**
    * Up to 100 channels. Give this or `channel`.
    */
-  channels?: string[];
+  channels?: string[] | null;
   /**
    * The event name, such as `order.created` or `App\Events\OrderShipped`.
    */
@@ -172,11 +172,11 @@ export interface PublishRequest {
   /**
    * A connection to leave out (the sender's own), as `123.456`.
    */
-  socket_id?: string;
+  socket_id?: string | null;
   /**
    * The app key; when given, it must match the credentials.
    */
-  app_key?: string;
+  app_key?: string | null;
 }
 
 /**

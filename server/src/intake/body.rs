@@ -76,6 +76,16 @@ impl Payload for PublishBody {
 
     fn register(registry: &mut Registry) {
         PublishRequest::register(registry);
+        // `parse` takes `null` for an optional field as absent: the spec says so.
+        if let Some(schema) = registry.schemas.get_mut(PublishRequest::name().as_ref()) {
+            for (name, field) in &mut schema.properties {
+                if let MetaSchemaRef::Inline(field) = field
+                    && !schema.required.contains(name)
+                {
+                    field.nullable = true;
+                }
+            }
+        }
     }
 }
 

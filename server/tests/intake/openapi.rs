@@ -67,3 +67,17 @@ async fn responses_leave_unset_fields_out_instead_of_null() {
     assert!(found.is_empty(), "null fields: {found:?}");
     assert!(page.get("next_cursor").is_none(), "{page}");
 }
+
+/// `POST /api/events` takes `null` for an optional field as absent, so the spec declares the
+/// optional fields nullable (a fuzzer sending `null` must not find the server more lenient).
+#[test]
+fn optional_publish_fields_are_nullable() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&comnestor_server::intake::openapi_json()).unwrap();
+    let schema = &spec["components"]["schemas"]["PublishRequest"];
+    let required = schema["required"].as_array().unwrap();
+    for (name, field) in schema["properties"].as_object().unwrap() {
+        let optional = !required.iter().any(|r| r == name);
+        assert_eq!(field["nullable"] == true, optional, "{name}: {field}");
+    }
+}
