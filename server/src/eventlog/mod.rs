@@ -9,7 +9,7 @@ mod entities;
 
 use std::collections::BTreeMap;
 
-use sea_orm::sea_query::Query;
+use sea_orm::sea_query::{ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -354,6 +354,30 @@ impl EventLog {
         let rows = event::Entity::find()
             .filter(event::Column::Status.eq(EventStatus::Accepted.as_str()))
             .filter(event::Column::LoggedAt.lt(before))
+            .order_by_asc(event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        self.attach_channels(rows).await
+    }
+
+    /// Events `queued` or `retrying` with no sign of life since `before` (Unix ms): neither
+    /// queued nor attempted since. Their job was lost (a failed retry push, a flushed Redis)
+    /// or is far behind in a backlog.
+    pub async fn stalled(&self, before: i64, limit: u64) -> Result<Vec<LoggedEvent>, DbErr> {
+        let waiting = [EventStatus::Queued.as_str(), EventStatus::Retrying.as_str()];
+        let rows = event::Entity::find()
+            .filter(event::Column::Status.is_in(waiting))
+            .filter(
+                event::Column::QueuedAt
+                    .is_null()
+                    .or(event::Column::QueuedAt.lt(before)),
+            )
+            .filter(
+                event::Column::SentAt
+                    .is_null()
+                    .or(event::Column::SentAt.lt(before)),
+            )
             .order_by_asc(event::Column::Id)
             .limit(limit)
             .all(&self.db)

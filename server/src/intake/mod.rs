@@ -30,6 +30,12 @@ use crate::rate::TokenBucket;
 /// How old an `accepted` event must be before the sweeper queues it again.
 pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a `queued` or `retrying` event may go without being queued or attempted before
+/// the sweeper queues it again. Longer than the longest retry delay (5 minutes, +50% jitter),
+/// so only a lost job is replaced; a job merely stuck behind a backlog this long gets a
+/// duplicate, which delivers the event twice at worst (delivery is at least once).
+pub const STALL_AFTER: Duration = Duration::from_secs(15 * 60);
+
 /// A validated publish request.
 #[derive(Debug, Clone)]
 pub struct Publish {
@@ -221,6 +227,9 @@ pub async fn run_sweeper(intake: Arc<Intake>, every: Duration, mut stop: watch::
         if let Err(error) = sweep(&intake, SWEEP_AFTER).await {
             tracing::warn!(%error, "sweeper cannot read the event log");
         }
+        if let Err(error) = sweep_stalled(&intake, STALL_AFTER).await {
+            tracing::warn!(%error, "sweeper cannot read the event log");
+        }
     }
 }
 
@@ -249,6 +258,24 @@ pub async fn sweep(intake: &Intake, older_than: Duration) -> Result<usize, sea_o
             return Ok(queued);
         }
     }
+}
+
+/// Queues again every `queued` or `retrying` event with no activity for `older_than`; returns
+/// how many it queued.
+pub async fn sweep_stalled(intake: &Intake, older_than: Duration) -> Result<usize, sea_orm::DbErr> {
+    let before = now_millis() - older_than.as_millis() as i64;
+    let stalled = intake.log.stalled(before, 500).await?;
+    let mut queued = 0;
+    for event in stalled {
+        tracing::warn!(event_id = %event.id, status = event.status.as_str(), "queueing a stalled event again");
+        if let Err(error) = intake.queue.push(&event.id, None).await {
+            tracing::warn!(event_id = %event.id, %error, "sweeper cannot queue an event");
+            break;
+        }
+        intake.log.mark_queued(&event.id).await?;
+        queued += 1;
+    }
+    Ok(queued)
 }
 
 /// Deletes events older than each app's retention, in batches, every `every`.

@@ -247,3 +247,54 @@ async fn the_in_process_worker_is_woken_by_each_push_not_by_polling() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sweeper_queues_again_an_event_whose_retry_was_lost() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let server = Server::start().await;
+    let mut subscriber = server.subscribe("lost").await;
+    // As if the retry push failed after an attempt half an hour ago: `retrying`, no job.
+    let log = &server.intake().log;
+    let event = log
+        .insert(NewEvent {
+            app_id: server.app.id.clone(),
+            channels: vec!["lost".to_owned()],
+            event: "found".to_owned(),
+            data: "1".to_owned(),
+            socket_id: None,
+            idempotency_key: None,
+            request_hash: "h".to_owned(),
+            replay_of: None,
+            received_at: now_millis(),
+        })
+        .await
+        .unwrap();
+    let long_ago = now_millis() - 30 * 60 * 1000;
+    let backend = log.connection().get_database_backend();
+    log.connection()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE events SET status = 'retrying', attempts = 1, queued_at = ?, sent_at = ? WHERE id = ?",
+            [long_ago.into(), long_ago.into(), event.id.clone().into()],
+        ))
+        .await
+        .unwrap();
+    // Recent activity is left alone.
+    assert_eq!(
+        intake::sweep_stalled(server.intake(), Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        intake::sweep_stalled(server.intake(), intake::STALL_AFTER)
+            .await
+            .unwrap(),
+        1
+    );
+    subscriber.next("found").await;
+    let record = server.wait_status(&event.id, "delivered").await;
+    assert_eq!(record["attempts"], 2);
+    server.shutdown().await;
+}
