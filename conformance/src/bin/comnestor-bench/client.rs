@@ -6,6 +6,7 @@
 //! close) are answered here. Only what the generator needs is implemented: no extensions
 //! (permessage-deflate is never offered), no TLS, no binary messages.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -81,6 +82,22 @@ pub struct Ws {
     pub out: Outgoing,
     /// From `pusher:connection_established`.
     pub socket_id: String,
+    /// Messages read during setup after the one it waited for.
+    backlog: Vec<Vec<u8>>,
+}
+
+/// What the setup path wants after a message.
+enum Flow {
+    Continue,
+    Done,
+    Fail(String),
+}
+
+/// A `pusher:error` with a close code (4000 to 4299) ends the connection; one without a code
+/// (a refused command) does not.
+fn is_fatal(message: &ServerMessage) -> bool {
+    let code = message.decoded_data().get("code").and_then(|c| c.as_u64());
+    code.is_some_and(|c| (4000..4300).contains(&c))
 }
 
 impl Ws {
@@ -105,6 +122,7 @@ impl Ws {
                 mask_state: rand_seed(),
             },
             socket_id: String::new(),
+            backlog: Vec::new(),
         };
         ws.handshake(target).await?;
         ws.established().await?;
@@ -143,15 +161,20 @@ impl Ws {
     }
 
     async fn established(&mut self) -> anyhow::Result<()> {
-        let message = self
-            .next_message(|m| m.event == "pusher:connection_established")
-            .await?;
-        let data = message.decoded_data();
-        self.socket_id = data
-            .get("socket_id")
-            .and_then(|s| s.as_str())
-            .context("connection_established without socket_id")?
-            .to_owned();
+        let mut socket_id = None;
+        self.read_messages(|message| {
+            if message.event != "pusher:connection_established" {
+                return Flow::Continue;
+            }
+            let data = message.decoded_data();
+            socket_id = data
+                .get("socket_id")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned);
+            Flow::Done
+        })
+        .await?;
+        self.socket_id = socket_id.context("connection_established without socket_id")?;
         Ok(())
     }
 
@@ -188,55 +211,62 @@ impl Ws {
 
     /// Waits for `pusher_internal:subscription_succeeded` on each of `channels`, in any order.
     pub async fn await_subscribed(&mut self, channels: &[&str]) -> anyhow::Result<()> {
-        let mut pending: Vec<&str> = channels.to_vec();
-        while !pending.is_empty() {
-            let message = self
-                .next_message(|m| {
-                    m.event == "pusher_internal:subscription_succeeded"
-                        || m.event == "pusher:subscription_error"
-                        || m.event == "pusher:error"
-                })
-                .await?;
-            if message.event != "pusher_internal:subscription_succeeded" {
-                bail!("subscription refused: {}", message.decoded_data());
+        let mut pending: HashSet<&str> = channels.iter().copied().collect();
+        self.read_messages(|message| match message.event.as_str() {
+            "pusher_internal:subscription_succeeded" => {
+                pending.remove(message.channel.as_deref().unwrap_or_default());
+                if pending.is_empty() {
+                    Flow::Done
+                } else {
+                    Flow::Continue
+                }
             }
-            let channel = message.channel.unwrap_or_default();
-            pending.retain(|c| *c != channel);
-        }
-        Ok(())
+            "pusher:subscription_error" | "pusher:error" => {
+                Flow::Fail(format!("subscription refused: {}", message.decoded_data()))
+            }
+            _ => Flow::Continue,
+        })
+        .await
     }
 
-    /// Reads until a message matches `wanted`; a `pusher:error` with a close code, or a
-    /// close, is an error. Slow path, for setup only.
-    async fn next_message(
+    /// Parses messages one by one until `handle` is done with them; the messages after that
+    /// stay queued for the next [`Ws::read_some`]. Slow path, for setup only.
+    async fn read_messages(
         &mut self,
-        wanted: impl Fn(&ServerMessage) -> bool,
-    ) -> anyhow::Result<ServerMessage> {
-        let mut found = None;
-        let mut failure = None;
-        while found.is_none() {
+        mut handle: impl FnMut(ServerMessage) -> Flow,
+    ) -> anyhow::Result<()> {
+        let mut outcome = Flow::Continue;
+        loop {
+            let mut later = Vec::new();
             let status = self
                 .read_some(|text, _| {
-                    if found.is_some() || failure.is_some() {
+                    if !matches!(outcome, Flow::Continue) {
+                        later.push(text.to_vec());
                         return;
                     }
-                    match ServerMessage::parse(&String::from_utf8_lossy(text)) {
-                        Ok(m) if wanted(&m) => found = Some(m),
-                        Ok(m) if m.event == "pusher:error" => {
-                            failure = Some(m.data.map(|d| d.to_string()).unwrap_or_default());
+                    let parsed = std::str::from_utf8(text).ok().map(ServerMessage::parse);
+                    match parsed {
+                        Some(Ok(message))
+                            if message.event == "pusher:error" && is_fatal(&message) =>
+                        {
+                            outcome =
+                                Flow::Fail(format!("pusher:error {}", message.decoded_data()));
                         }
+                        Some(Ok(message)) => outcome = handle(message),
                         _ => {}
                     }
                 })
                 .await?;
-            if let Some(failure) = failure {
-                bail!("pusher:error {failure}");
+            self.backlog.extend(later);
+            match outcome {
+                Flow::Done => return Ok(()),
+                Flow::Fail(why) => bail!(why),
+                Flow::Continue => {}
             }
             if let Status::Closed(code) = status {
                 bail!("closed by the server ({code:?})");
             }
         }
-        found.context("no message")
     }
 
     /// Waits for data, then hands every complete text message to `on_text`, answers pings
@@ -245,8 +275,13 @@ impl Ws {
     where
         F: FnMut(&[u8], &mut Outgoing),
     {
-        // Frames left over from the upgrade response or a previous read come first.
-        let (mut status, delivered) = self.parse_frames(&mut on_text)?;
+        // Messages held back by the setup path, then frames left in the buffer, come first.
+        let held = self.backlog.len();
+        for message in std::mem::take(&mut self.backlog) {
+            on_text(&message, &mut self.out);
+        }
+        let (mut status, mut delivered) = self.parse_frames(&mut on_text)?;
+        delivered += held;
         if status == Status::Open && delivered == 0 && self.out.bytes.is_empty() {
             self.make_room();
             let n = self.stream.read(&mut self.buf[self.end..]).await?;
