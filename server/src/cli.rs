@@ -117,8 +117,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         (&outcome, settings.default_app.as_ref())
         && let Some(url) = &configured.webhook_url
     {
-        webhooks::cli::ensure_endpoint(db.clone(), &app.id, url, &configured.webhook_events)
-            .await?;
+        let store = webhooks::WebhookStore::new(db.clone());
+        webhooks::cli::ensure_endpoint(&store, &app.id, url, &configured.webhook_events).await?;
     }
     let running = server::start(&settings, db).await?;
     let shown_host = if settings.host.is_unspecified() {

@@ -174,12 +174,11 @@ pub async fn batches(
 
 /// Makes sure the configured app has an endpoint at `url` sending `events` (empty: all).
 pub async fn ensure_endpoint(
-    db: DatabaseConnection,
+    store: &WebhookStore,
     app_id: &str,
     url: &str,
     events: &[String],
 ) -> anyhow::Result<()> {
-    let store = WebhookStore::new(db);
     let existing = store.endpoints(app_id).await?;
     if existing.iter().any(|e| e.url == url && e.events == events) {
         return Ok(());

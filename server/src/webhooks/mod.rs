@@ -371,7 +371,123 @@ pub async fn open_queue(
     db: &DatabaseConnection,
 ) -> anyhow::Result<WebhookQueue> {
     match (settings.queue, &settings.redis_url) {
-        (crate::config::QueueKind::Redis, Some(url)) => WebhookQueue::redis(url).await,
+        (crate::config::QueueKind::Redis, Some(url)) => {
+            WebhookQueue::redis(url, &settings.redis_prefix).await
+        }
         _ => WebhookQueue::in_database(db).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn events_serialize_as_pusher_sends_them() {
+        let occupied = WebhookEvent::ChannelOccupied {
+            channel: "a".to_owned(),
+        };
+        let text = serde_json::to_string(&occupied).unwrap();
+        assert_eq!(text, r#"{"name":"channel_occupied","channel":"a"}"#);
+
+        let object = WebhookEvent::client_event("private-a", "client-x", r#"{"k":1}"#, "1.2", None);
+        let text = serde_json::to_string(&object).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"client_event","channel":"private-a","event":"client-x","data":"{\"k\":1}","socket_id":"1.2"}"#
+        );
+        let string = WebhookEvent::client_event(
+            "presence-a",
+            "client-x",
+            r#""hi""#,
+            "1.2",
+            Some("u".to_owned()),
+        );
+        let value = serde_json::to_value(&string).unwrap();
+        assert_eq!(value["data"], "hi");
+        assert_eq!(value["user_id"], "u");
+
+        let count = WebhookEvent::SubscriptionCount {
+            channel: "a".to_owned(),
+            subscription_count: 3,
+        };
+        assert_eq!(
+            serde_json::to_value(&count).unwrap()["subscription_count"],
+            3
+        );
+    }
+
+    #[test]
+    fn endpoint_filters_match_kind_and_prefix() {
+        let endpoint = Endpoint {
+            id: "e".to_owned(),
+            app_id: "1".to_owned(),
+            url: "http://127.0.0.1/".to_owned(),
+            events: vec!["channel_occupied".to_owned()],
+            channel_prefix: Some("private-".to_owned()),
+            headers: Vec::new(),
+            created_at: 0,
+        };
+        let occupied = |channel: &str| WebhookEvent::ChannelOccupied {
+            channel: channel.to_owned(),
+        };
+        assert!(endpoint.wants(&occupied("private-a")));
+        assert!(!endpoint.wants(&occupied("public-a")));
+        let vacated = WebhookEvent::ChannelVacated {
+            channel: "private-a".to_owned(),
+        };
+        assert!(!endpoint.wants(&vacated));
+    }
+
+    #[test]
+    fn settings_and_the_default_endpoint_from_the_environment() {
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("COMNESTOR_APP_ID", "1"),
+                ("COMNESTOR_APP_KEY", "k"),
+                ("COMNESTOR_APP_SECRET", "s"),
+                ("COMNESTOR_APP_WEBHOOK_URL", "http://127.0.0.1:9/hooks"),
+                (
+                    "COMNESTOR_APP_WEBHOOK_EVENTS",
+                    "channel_occupied, client_event",
+                ),
+                ("COMNESTOR_WEBHOOK_BATCH_MS", "5"),
+                ("COMNESTOR_WEBHOOK_REMOVAL_DELAY_MS", "0"),
+                ("COMNESTOR_WEBHOOK_MAX_ATTEMPTS", "2"),
+            ]),
+        )
+        .unwrap();
+        let app = settings.default_app.unwrap();
+        assert_eq!(app.webhook_url.as_deref(), Some("http://127.0.0.1:9/hooks"));
+        assert_eq!(app.webhook_events, ["channel_occupied", "client_event"]);
+        assert_eq!(settings.webhooks.timing.window, Duration::from_millis(5));
+        assert!(settings.webhooks.timing.removal_delay.is_zero());
+        assert_eq!(settings.webhooks.sender.retry.max_attempts, 2);
+
+        let error = Settings::load(
+            None,
+            env(&[
+                ("COMNESTOR_APP_ID", "1"),
+                ("COMNESTOR_APP_KEY", "k"),
+                ("COMNESTOR_APP_SECRET", "s"),
+                ("COMNESTOR_APP_WEBHOOK_URL", "ftp://x"),
+                ("COMNESTOR_APP_WEBHOOK_EVENTS", "channel_opened"),
+                ("COMNESTOR_WEBHOOK_MAX_ATTEMPTS", "0"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("COMNESTOR_APP_WEBHOOK_URL"), "{error}");
+        assert!(error.contains("channel_opened"), "{error}");
+        assert!(error.contains("COMNESTOR_WEBHOOK_MAX_ATTEMPTS"), "{error}");
     }
 }

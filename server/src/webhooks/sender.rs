@@ -11,6 +11,7 @@
 //! most that many of the worker's slots and never delays other endpoints or other apps.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
@@ -30,13 +31,21 @@ use crate::delivery::RetryPolicy;
 use crate::eventlog::AttemptOutcome;
 use crate::queue::POLL_INTERVAL;
 
-/// How long a job for a busy endpoint waits before it is tried again.
+/// How long a job for a busy endpoint waits before it is tried again, per job already
+/// waiting for that endpoint: a hanging endpoint with many batches costs a bounded number
+/// of queue writes, not one per batch every few milliseconds.
 const BUSY_DELAY: Duration = Duration::from_millis(200);
+
+/// The longest a busy endpoint's job waits before it is tried again.
+const MAX_BUSY_DELAY: Duration = Duration::from_secs(10);
 
 /// A webhook job: send the stored batch with this id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookJob {
     pub batch_id: String,
+    /// Put back because its endpoint was busy, rather than queued or retried.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 #[derive(Clone)]
@@ -78,10 +87,12 @@ impl WebhookQueue {
         Ok(Self::with_storage(storage))
     }
 
-    /// A queue on Redis, shared by every node.
-    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+    /// A queue on Redis, shared by every node, under the cluster's key `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let conn = apalis_redis::connect(url).await?;
-        Ok(Self::with_storage(Storage::Redis(RedisStorage::new(conn))))
+        let config = apalis_redis::Config::default().queue(format!("{prefix}webhooks"));
+        let storage = RedisStorage::new(conn).with_config(config);
+        Ok(Self::with_storage(Storage::Redis(storage)))
     }
 
     fn with_storage(storage: Storage) -> Self {
@@ -99,8 +110,23 @@ impl WebhookQueue {
         batch_id: &str,
         delay: Option<Duration>,
     ) -> Result<(), WebhookQueueError> {
+        self.push_job(batch_id, delay, false).await
+    }
+
+    /// Puts back a job whose endpoint was busy.
+    async fn push_parked(&self, batch_id: &str, delay: Duration) -> Result<(), WebhookQueueError> {
+        self.push_job(batch_id, Some(delay), true).await
+    }
+
+    async fn push_job(
+        &self,
+        batch_id: &str,
+        delay: Option<Duration>,
+        parked: bool,
+    ) -> Result<(), WebhookQueueError> {
         let job = WebhookJob {
             batch_id: batch_id.to_owned(),
+            parked,
         };
         let mut task = TaskBuilder::new(job);
         if let Some(delay) = delay {
@@ -161,7 +187,7 @@ impl WebhookQueue {
 
 /// The job handler. Failures are recorded and retried by the sender, so the job completes.
 async fn send_job(job: WebhookJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
-    sender.send(&job.batch_id).await;
+    sender.send_job(&job.batch_id, job.parked).await;
     Ok(())
 }
 
@@ -182,7 +208,13 @@ pub struct Sender {
     queue: WebhookQueue,
     http: reqwest::Client,
     settings: SenderSettings,
-    in_flight: DashMap<String, Arc<Semaphore>>,
+    in_flight: DashMap<String, Arc<EndpointLoad>>,
+}
+
+/// What one endpoint has in flight, and how many of its jobs were put back.
+struct EndpointLoad {
+    permits: Arc<Semaphore>,
+    parked: AtomicUsize,
 }
 
 /// Why an attempt failed: the status, if the endpoint answered, and what went wrong.
@@ -217,11 +249,19 @@ impl Sender {
     /// Sends one batch: one attempt, recorded, with a retry scheduled on failure. A batch
     /// already delivered or dead is left alone, so a duplicate job is harmless.
     pub async fn send(&self, batch_id: &str) {
+        self.send_job(batch_id, false).await;
+    }
+
+    async fn send_job(&self, batch_id: &str, parked: bool) {
         let batch = match self.store.batch(batch_id).await {
             Ok(Some(batch)) => batch,
             Ok(None) => return tracing::warn!(batch_id, "webhook job for an unknown batch"),
             Err(error) => return self.retry_later(batch_id, 1, &error.to_string()).await,
         };
+        if parked {
+            let waiting = &self.load(&batch.endpoint_id).parked;
+            let _ = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
         if matches!(batch.status, BatchStatus::Delivered | BatchStatus::Dead) {
             return;
         }
@@ -237,8 +277,10 @@ impl Sender {
         let Some(app) = self.apps.by_id(&batch.app_id) else {
             return self.give_up(&batch, "the app no longer exists").await;
         };
-        let Ok(_permit) = self.permit(&endpoint.id).try_acquire_owned() else {
-            return self.requeue_busy(batch_id).await;
+        let load = self.load(&endpoint.id);
+        let Ok(_permit) = load.permits.clone().try_acquire_owned() else {
+            let waiting = load.parked.fetch_add(1, Ordering::AcqRel) + 1;
+            return self.requeue_busy(batch_id, waiting).await;
         };
         let attempt = match self.store.mark_sending(&batch).await {
             Ok(attempt) => attempt,
@@ -264,10 +306,16 @@ impl Sender {
         self.finish(&batch, outcome).await;
     }
 
-    fn permit(&self, endpoint_id: &str) -> Arc<Semaphore> {
+    fn load(&self, endpoint_id: &str) -> Arc<EndpointLoad> {
+        let limit = self.settings.per_endpoint.max(1);
         self.in_flight
             .entry(endpoint_id.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint.max(1))))
+            .or_insert_with(|| {
+                Arc::new(EndpointLoad {
+                    permits: Arc::new(Semaphore::new(limit)),
+                    parked: AtomicUsize::new(0),
+                })
+            })
             .clone()
     }
 
@@ -301,9 +349,12 @@ impl Sender {
         self.schedule(batch_id, attempt).await;
     }
 
-    async fn requeue_busy(&self, batch_id: &str) {
-        tracing::debug!(batch_id, "webhook endpoint busy; job put back");
-        if let Err(error) = self.queue.push(batch_id, Some(BUSY_DELAY)).await {
+    async fn requeue_busy(&self, batch_id: &str, waiting: usize) {
+        tracing::debug!(batch_id, waiting, "webhook endpoint busy; job put back");
+        let delay = BUSY_DELAY
+            .saturating_mul(waiting.min(u32::MAX as usize) as u32)
+            .min(MAX_BUSY_DELAY);
+        if let Err(error) = self.queue.push_parked(batch_id, delay).await {
             tracing::error!(batch_id, %error, "cannot put back a webhook job");
         }
     }

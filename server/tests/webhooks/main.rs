@@ -62,3 +62,24 @@ pub async fn endpoint(
         .await
         .expect("endpoint added")
 }
+
+/// The endpoint `COMNESTOR_APP_WEBHOOK_URL` configures is created once, and replaced when
+/// its events change.
+#[tokio::test]
+async fn the_configured_endpoint_is_ensured_once() {
+    use comnestor_server::webhooks::cli::ensure_endpoint;
+
+    let server = server(|_| {}).await;
+    let store = server.context().webhooks.store();
+    let url = "http://127.0.0.1:9/hooks";
+    ensure_endpoint(store, APP_ID, url, &[]).await.unwrap();
+    ensure_endpoint(store, APP_ID, url, &[]).await.unwrap();
+    assert_eq!(store.endpoints(APP_ID).await.unwrap().len(), 1);
+
+    let events = ["channel_vacated".to_owned()];
+    ensure_endpoint(store, APP_ID, url, &events).await.unwrap();
+    let endpoints = store.endpoints(APP_ID).await.unwrap();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0].events, events);
+    server.shutdown().await;
+}
