@@ -73,6 +73,14 @@
 //! entries runs as one long script. `max_connections` is still counted per node. The
 //! 5-second throttle of `subscription_count` on channels above 100 subscribers applies per
 //! originating node.
+//!
+//! Webhooks are reported once per cluster transition, by the node whose change Redis
+//! decided (the reaper for a dead node's). But each node's webhook batcher pairs additions
+//! with removals on its own: a `channel_vacated` or `member_removed` decided on another node
+//! than the matching `channel_occupied` or `member_added` is dropped there, and the first
+//! node's leftover count can hold back that channel's next `channel_occupied`. Cluster
+//! webhooks stay wrong across nodes until the batcher can take the hub's transitions as
+//! exact.
 
 mod app;
 mod bus;
