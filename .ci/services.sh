@@ -40,6 +40,20 @@ start_postgres() {
   export COMNESTOR_TEST_POSTGRES_URL="postgres://postgres:postgres@127.0.0.1:5432/comnestor_test"
 }
 
+start_mysql() {
+  need_command mariadbd mariadb-server
+  if ! mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 ping >/dev/null 2>&1; then
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    (setsid mariadbd-safe --user=mysql --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &)
+    for _ in $(seq 100); do mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  mariadb -uroot -e "DROP DATABASE IF EXISTS comnestor_test; CREATE DATABASE comnestor_test;
+    CREATE USER IF NOT EXISTS 'comnestor'@'127.0.0.1' IDENTIFIED BY 'comnestor';
+    GRANT ALL ON comnestor_test.* TO 'comnestor'@'127.0.0.1';" ||
+    { echo "error: MariaDB did not start" >&2; exit 1; }
+  export COMNESTOR_TEST_MYSQL_URL="mysql://comnestor:comnestor@127.0.0.1:3306/comnestor_test"
+}
+
 check_tools() {
   need_command curl curl
 }

@@ -1,6 +1,7 @@
 //! The Comnestor database schema, applied on start by `comnestor serve` and the CLI.
 //!
-//! Migrations are written with sea-query so one definition works on SQLite and Postgres.
+//! Migrations are written with sea-query so one definition works on SQLite, Postgres and
+//! MySQL/MariaDB (the intake tests apply them to all three).
 
 pub use sea_orm_migration::prelude::*;
 

@@ -203,9 +203,9 @@ impl Settings {
             Ok(())
         });
         check("database_url", &mut |v| {
-            let supported = ["sqlite:", "postgres://", "postgresql://"];
+            let supported = ["sqlite:", "postgres://", "postgresql://", "mysql://"];
             if !supported.iter().any(|p| v.starts_with(p)) {
-                return Err("use a sqlite: or postgres:// URL".to_owned());
+                return Err("use a sqlite:, postgres:// or mysql:// URL".to_owned());
             }
             settings.database_url = v.to_owned();
             Ok(())
@@ -310,6 +310,12 @@ impl Settings {
         }
         if settings.queue == QueueKind::Redis && settings.redis_url.is_none() {
             problems.push("queue = `redis` needs redis_url (COMNESTOR_REDIS_URL)".to_owned());
+        }
+        if settings.database_url.starts_with("mysql://") && settings.queue != QueueKind::Redis {
+            // apalis has no MySQL backend on this sqlx; the log can live in MySQL, the queue not.
+            problems.push(
+                "a mysql:// database holds the event log but not the delivery queue: set queue = `redis` (COMNESTOR_QUEUE=redis) and redis_url".to_owned(),
+            );
         }
         settings.default_app = default_app(raw, problems);
         settings

@@ -1,5 +1,5 @@
 //! The same pipeline on the production backends: Postgres as log and queue, Redis as queue
-//! and bus. These need the real services and fail when they are not provided.
+//! and bus, MySQL as log. These need the real services and fail when they are not provided.
 
 use comnestor_server::config::QueueKind;
 use serde_json::json;
@@ -54,5 +54,33 @@ async fn redis_as_queue_and_bus_end_to_end() {
         "metadata came back through Redis pub/sub"
     );
     server.wait_status(&id, "delivered").await;
+    server.shutdown().await;
+}
+
+/// MySQL (MariaDB in CI) holds the event log; apalis has no MySQL backend on this sqlx, so
+/// the queue is on Redis.
+#[tokio::test]
+async fn mysql_as_log_with_redis_as_queue_end_to_end() {
+    let mysql = service_url("COMNESTOR_TEST_MYSQL_URL", "MySQL");
+    let redis = service_url("COMNESTOR_TEST_REDIS_URL", "Redis");
+    let server = Server::start_with(Options {
+        database_url: mysql,
+        redis_url: Some(redis),
+        queue: QueueKind::Redis,
+        ..Options::default()
+    })
+    .await;
+    let mut subscriber = server.subscribe("my").await;
+    let id = server
+        .publish_ok(&json!({"channels": ["my", "other"], "event": "App\\Events\\Stored", "data": {"on": "mysql"}}))
+        .await;
+    let message = subscriber.next("App\\Events\\Stored").await;
+    assert_eq!(message["data"], r#"{"on":"mysql"}"#);
+    let event = server.wait_status(&id, "delivered").await;
+    assert_eq!(event["channels"], json!(["my", "other"]));
+    let (_, history) = server.get("/api/channels/my/history").await;
+    assert_eq!(history["events"][0]["id"], id);
+    let (_, page) = server.get("/api/events?status=delivered&limit=1").await;
+    assert_eq!(page["events"][0]["id"], id);
     server.shutdown().await;
 }

@@ -332,7 +332,7 @@ pub fn service_url(variable: &str, service: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!(
             "{variable} is not set, so the {service} test cannot run. Start the services with \
-             `bash -c 'source .ci/services.sh; start_redis; start_postgres; env | grep COMNESTOR_TEST'` \
+             `bash -c 'source .ci/services.sh; start_redis; start_postgres; start_mysql; env | grep COMNESTOR_TEST'` \
              from the repository root and export the variables it prints (or run .ci/test)."
         )
     })
