@@ -17,6 +17,7 @@ pub fn routes(ctx: Arc<Context>) -> impl Endpoint {
     let spec = api.spec_endpoint();
     let api = api
         .around(intake::verify_signatures)
+        .around(intake::allow_methods)
         .catch_all_error(|error| async move { intake::problem_from_error(error) });
     Route::new()
         .at("/app/:key", get(ws::app_socket))

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, watch};
 
 pub use api::{IntakeApi, openapi_json, openapi_service};
 pub use auth::verify_signatures;
-pub use problem::{Problem, ProblemResponse, problem_from_error};
+pub use problem::{Problem, ProblemResponse, allow_methods, problem_from_error};
 
 use crate::apps::{App, AppRegistry, now_millis};
 use crate::eventlog::{EventLog, LoggedEvent, NewEvent};

@@ -1,8 +1,13 @@
 //! Errors of the `/api` endpoints, as `application/problem+json` (RFC 9457).
 
-use poem::http::StatusCode;
+use std::sync::LazyLock;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::api::IntakeApi;
 
 /// A problem detail.
 #[derive(Debug, Clone, Object)]
@@ -139,4 +144,54 @@ pub fn problem_from_error(error: poem::Error) -> poem::Response {
         response = response.header("WWW-Authenticate", "Basic realm=\"comnestor\"");
     }
     response.body(body.to_string())
+}
+
+/// Middleware: a 405 under `/api` names the methods its path takes in `Allow`, as RFC 9110
+/// requires of a 405; poem's router leaves the header out.
+pub async fn allow_methods<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    match next.call(req).await {
+        Err(error) if error.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = problem_from_error(error);
+            if let Some(allow) = allowed_methods(&path) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            Ok(response)
+        }
+        other => other.map(IntoResponse::into_response),
+    }
+}
+
+/// The methods the spec gives `path` (relative to `/api`), as an `Allow` value.
+fn allowed_methods(path: &str) -> Option<HeaderValue> {
+    static PATHS: LazyLock<Vec<(Vec<String>, String)>> = LazyLock::new(|| {
+        let mut paths: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+        for meta in IntakeApi::meta().into_iter().flat_map(|api| api.paths) {
+            let segments: Vec<String> = meta.path.split('/').map(str::to_owned).collect();
+            let methods = meta.operations.iter().map(|op| op.method.to_string());
+            match paths.iter_mut().find(|(s, _)| *s == segments) {
+                Some((_, known)) => known.extend(methods),
+                None => paths.push((segments, methods.collect())),
+            }
+        }
+        paths
+            .into_iter()
+            .map(|(segments, mut methods)| {
+                methods.sort();
+                methods.dedup();
+                (segments, methods.join(", "))
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    PATHS
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t.starts_with(':') || t == s)
+        })
+        .and_then(|(_, methods)| HeaderValue::from_str(methods).ok())
 }

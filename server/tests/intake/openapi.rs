@@ -81,3 +81,27 @@ fn optional_publish_fields_are_nullable() {
         assert_eq!(field["nullable"] == true, optional, "{name}: {field}");
     }
 }
+
+/// A method a path does not take is a 405 problem document with `Allow` (RFC 9110).
+#[tokio::test]
+async fn a_wrong_method_is_a_405_naming_the_allowed_ones() {
+    let server = crate::support::Server::start().await;
+    let client = crate::support::http_client();
+    for (method, path, allow) in [
+        ("DELETE", "/api/events", "GET, POST"),
+        ("PUT", "/api/events/someid", "GET"),
+        ("GET", "/api/events/someid/replay", "POST"),
+        ("TRACE", "/api/stream", "GET"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client
+            .request(method.clone(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        crate::support::assert_problem(response, 405, "method not allowed").await;
+    }
+    server.shutdown().await;
+}
