@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(command) => apps(settings, command).await,
         Command::Webhooks(command) => {
             let db = server::connect_database(&settings.database_url).await?;
-            webhooks::cli::batches(&settings, db, command).await
+            webhooks::cli::batches(db, command).await
         }
         Command::Openapi => Ok(()),
     }

@@ -5,7 +5,6 @@ use sea_orm::DatabaseConnection;
 
 use super::{BatchStatus, Endpoint, NewEndpoint, WebhookStore, parse_header};
 use crate::apps::AppStore;
-use crate::config::Settings;
 
 /// `comnestor apps webhooks …`: an app's webhook endpoints.
 #[derive(Debug, Subcommand)]
@@ -52,7 +51,8 @@ pub enum BatchCommand {
     },
     /// Show a batch's body and every attempt to send it.
     Attempts { batch_id: String },
-    /// Queue batches again (a running server sends them); with --app, every dead one.
+    /// Send dead batches again (a running server picks them up within a second); with
+    /// --app, every dead batch of that app.
     Resend {
         batch_ids: Vec<String>,
         /// Re-send every dead batch of this app.
@@ -104,12 +104,8 @@ pub async fn endpoints(db: DatabaseConnection, command: EndpointCommand) -> anyh
     Ok(())
 }
 
-pub async fn batches(
-    settings: &Settings,
-    db: DatabaseConnection,
-    command: BatchCommand,
-) -> anyhow::Result<()> {
-    let store = WebhookStore::new(db.clone());
+pub async fn batches(db: DatabaseConnection, command: BatchCommand) -> anyhow::Result<()> {
+    let store = WebhookStore::new(db);
     match command {
         BatchCommand::Batches {
             app_id,
@@ -162,10 +158,9 @@ pub async fn batches(
                     .await?;
                 ids.extend(dead.into_iter().map(|b| b.id));
             }
-            let queue = super::open_queue(settings, &db).await?;
             for id in ids {
-                super::resend(&store, &queue, &id).await?;
-                println!("queued webhook batch {id} again");
+                super::resend(&store, &id).await?;
+                println!("webhook batch {id} will be sent again by the running server");
             }
         }
     }

@@ -1,8 +1,10 @@
 //! Storage: the webhook endpoints of each app, the batches sent to them, and every attempt.
 //!
-//! Batch statuses move `queued` → (`retrying` →)* `delivered` or `dead`; a dead batch can be
-//! queued again by hand ([`WebhookStore::requeue`]).
+//! Batch statuses move `queued` → (`retrying` →)* `delivered` or `dead`. A dead batch can be
+//! marked `resend` by hand ([`WebhookStore::requeue`], from any process); a running server
+//! claims it (`resend` → `queued`) and queues it with a fresh set of attempts.
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -78,6 +80,8 @@ pub enum BatchStatus {
     Retrying,
     Delivered,
     Dead,
+    /// Dead, and asked to be sent again; a running server queues it.
+    Resend,
 }
 
 impl BatchStatus {
@@ -87,13 +91,20 @@ impl BatchStatus {
             Self::Retrying => "retrying",
             Self::Delivered => "delivered",
             Self::Dead => "dead",
+            Self::Resend => "resend",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Queued, Self::Retrying, Self::Delivered, Self::Dead]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        [
+            Self::Queued,
+            Self::Retrying,
+            Self::Delivered,
+            Self::Dead,
+            Self::Resend,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -331,16 +342,48 @@ impl WebhookStore {
         .await
     }
 
-    /// Queues a batch again with a fresh `time_ms`, so validators that reject stale
-    /// webhooks (the Python SDK's five minutes) accept the re-sent one.
-    pub async fn requeue(&self, batch_id: &str) -> Result<(), DbErr> {
+    /// Marks a dead batch to be sent again, with a fresh `time_ms` (validators such as the
+    /// Python SDK's reject webhooks older than five minutes) and a fresh set of attempts, so
+    /// attempt numbers start again at 1 in its record. Returns whether it was dead.
+    pub async fn requeue(&self, batch_id: &str) -> Result<bool, DbErr> {
         let now = now_millis();
-        self.update(batch_id, |row| {
-            row.status = Set(BatchStatus::Queued.as_str().to_owned());
-            row.time_ms = Set(now);
-            row.created_at = Set(now);
-        })
-        .await
+        let changed = entities::batch::Entity::update_many()
+            .col_expr(
+                entities::batch::Column::Status,
+                Expr::value(BatchStatus::Resend.as_str()),
+            )
+            .col_expr(entities::batch::Column::TimeMs, Expr::value(now))
+            .col_expr(entities::batch::Column::Attempts, Expr::value(0))
+            .filter(entities::batch::Column::Id.eq(batch_id))
+            .filter(entities::batch::Column::Status.eq(BatchStatus::Dead.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(changed.rows_affected == 1)
+    }
+
+    /// Takes a batch marked `resend` for this process to queue; false when another took it.
+    pub async fn claim_resend(&self, batch_id: &str) -> Result<bool, DbErr> {
+        let changed = entities::batch::Entity::update_many()
+            .col_expr(
+                entities::batch::Column::Status,
+                Expr::value(BatchStatus::Queued.as_str()),
+            )
+            .filter(entities::batch::Column::Id.eq(batch_id))
+            .filter(entities::batch::Column::Status.eq(BatchStatus::Resend.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(changed.rows_affected == 1)
+    }
+
+    /// Batches of any app marked `resend`, oldest first.
+    pub async fn awaiting_resend(&self, limit: u64) -> Result<Vec<Batch>, DbErr> {
+        let rows = entities::batch::Entity::find()
+            .filter(entities::batch::Column::Status.eq(BatchStatus::Resend.as_str()))
+            .order_by_asc(entities::batch::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(batch).collect())
     }
 
     async fn update(

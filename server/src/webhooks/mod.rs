@@ -51,6 +51,9 @@ use crate::delivery::RetryPolicy;
 /// the CLI (another process) take effect within this time.
 const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(1);
 
+/// How often a server looks for batches marked to be re-sent.
+pub const RESEND_SWEEP: Duration = Duration::from_secs(1);
+
 /// One webhook event, serialized exactly as it appears in the body's `events` array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
@@ -245,9 +248,47 @@ impl Webhooks {
         Ok(removed)
     }
 
-    /// Queues a dead (or any undelivered) batch again, with a fresh `time_ms`.
-    pub async fn resend(&self, batch_id: &str) -> anyhow::Result<Batch> {
-        resend(&self.inner.store, &self.inner.queue, batch_id).await
+    /// Sends a dead batch again, with a fresh `time_ms` and a fresh set of attempts.
+    pub async fn resend(&self, batch_id: &str) -> anyhow::Result<()> {
+        resend(&self.inner.store, batch_id).await?;
+        self.queue_resend(batch_id).await?;
+        Ok(())
+    }
+
+    /// Queues a batch marked `resend`, unless another process took it first.
+    async fn queue_resend(&self, batch_id: &str) -> anyhow::Result<()> {
+        if self.inner.store.claim_resend(batch_id).await? {
+            self.inner.queue.push(batch_id, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues the batches marked `resend` (by the CLI, another process) every
+    /// [`RESEND_SWEEP`] until `stop` turns true.
+    async fn run_resend_sweeper(&self, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(RESEND_SWEEP);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = async {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stopping => return,
+            }
+            let batches = match self.inner.store.awaiting_resend(100).await {
+                Ok(batches) => batches,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for webhook batches to re-send");
+                    continue;
+                }
+            };
+            for batch in batches {
+                if let Err(error) = self.queue_resend(&batch.id).await {
+                    tracing::warn!(batch_id = %batch.id, %error, "cannot queue a re-sent webhook batch");
+                }
+            }
+        }
     }
 
     /// Starts the dispatcher and the sending worker; both stop when `stop` turns true.
@@ -274,8 +315,11 @@ impl Webhooks {
         let worker =
             tokio::spawn(async move { queue.run_worker(sender, workers, worker_stop).await });
         let this = self.clone();
+        let sweep_stop = stop.clone();
+        let sweeper = tokio::spawn(async move { this.run_resend_sweeper(sweep_stop).await });
+        let this = self.clone();
         let dispatcher = tokio::spawn(async move { this.run_dispatcher(dispatch, stop).await });
-        vec![dispatcher, worker]
+        vec![dispatcher, worker, sweeper]
     }
 
     async fn run_dispatcher(
@@ -347,21 +391,17 @@ impl Webhooks {
     }
 }
 
-/// Queues an undelivered batch again with a fresh `time_ms`; used by the CLI too.
-pub async fn resend(
-    store: &WebhookStore,
-    queue: &WebhookQueue,
-    batch_id: &str,
-) -> anyhow::Result<Batch> {
+/// Marks a dead batch to be sent again; a running server queues it within [`RESEND_SWEEP`].
+/// Works from any process, such as the CLI, since it only changes the stored batch.
+pub async fn resend(store: &WebhookStore, batch_id: &str) -> anyhow::Result<()> {
     let Some(batch) = store.batch(batch_id).await? else {
         anyhow::bail!("webhook batch {batch_id} does not exist");
     };
-    if batch.status == BatchStatus::Delivered {
-        anyhow::bail!("webhook batch {batch_id} was already delivered");
+    if !store.requeue(batch_id).await? {
+        let status = batch.status.as_str();
+        anyhow::bail!("webhook batch {batch_id} is {status}; only dead batches are re-sent");
     }
-    store.requeue(batch_id).await?;
-    queue.push(batch_id, None).await?;
-    Ok(store.batch(batch_id).await?.unwrap_or(batch))
+    Ok(())
 }
 
 /// Opens the webhook queue the way the server does: Redis when the delivery queue is on

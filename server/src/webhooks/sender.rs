@@ -262,7 +262,12 @@ impl Sender {
             let waiting = &self.load(&batch.endpoint_id).parked;
             let _ = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         }
-        if matches!(batch.status, BatchStatus::Delivered | BatchStatus::Dead) {
+        let settled = [
+            BatchStatus::Delivered,
+            BatchStatus::Dead,
+            BatchStatus::Resend,
+        ];
+        if settled.contains(&batch.status) {
             return;
         }
         let endpoint = match self.store.endpoint(&batch.endpoint_id).await {

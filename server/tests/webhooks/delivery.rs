@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use comnestor_server::testing::{APP_ID, TestServer};
-use comnestor_server::webhooks::{Batch, BatchStatus};
+use comnestor_server::webhooks::{self, Batch, BatchStatus};
 
 use crate::receiver::{Receiver, event, is};
 use crate::support::Client;
@@ -94,7 +94,11 @@ async fn a_dead_batch_is_listed_and_re_sent() {
     assert_eq!(listed, vec![dead.clone()]);
     assert_eq!(store.attempts(&dead.id).await.unwrap().len(), 2);
 
-    server.context().webhooks.resend(&dead.id).await.unwrap();
+    // As `comnestor webhooks resend` does from another process: only the stored batch
+    // changes, and the running server notices.
+    webhooks::resend(store, &dead.id).await.unwrap();
+    let again = webhooks::resend(store, &dead.id).await.unwrap_err();
+    assert!(again.to_string().contains("only dead batches"), "{again}");
     let resent = receiver.next().await;
     assert_eq!(resent.status, 200);
     assert_eq!(resent.events(), [event("channel_occupied", "doomed")]);
