@@ -7,6 +7,8 @@ use std::sync::Arc;
 use comnestor_protocol::auth::constant_time_eq;
 use comnestor_protocol::signing::{SignedRequest, query_params, verify_request};
 use poem::http::StatusCode;
+use poem::web::headers::authorization::Basic as HeaderBasic;
+use poem::web::headers::{Authorization, HeaderMapExt};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{ApiKey, Basic};
@@ -98,7 +100,14 @@ async fn check_signature(req: &Request, _signature: ApiKey) -> poem::Result<Arc<
 
 /// Middleware: when the query carries `auth_signature`, reads the body, checks the signature
 /// against the app named by `auth_key`, records the result, and puts the body back.
+///
+/// It also answers 403 at once for valid credentials (either kind) of a disabled app: the
+/// security schemes are tried in turn and the last failure wins, so a disabled app's 403
+/// from the Basic checker would otherwise come out as the signature scheme's 401.
 pub async fn verify_signatures<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    if basic_app(&req).is_some_and(|app| !app.enabled) {
+        return Ok(disabled());
+    }
     let query = req.uri().query().unwrap_or_default().to_owned();
     if !query.contains("auth_signature=") {
         return next.call(req).await.map(IntoResponse::into_response);
@@ -114,15 +123,29 @@ pub async fn verify_signatures<E: Endpoint>(next: E, mut req: Request) -> poem::
         }
     };
     let check = check(&req, &query, &body);
-    if let SignatureCheck::Invalid(reason) = &check
-        && req.header("authorization").is_none()
-    {
-        // Say why the signature failed; the generic 401 would hide it.
-        return Ok(ProblemResponse::unauthorized(reason.clone()).into_response());
+    match &check {
+        SignatureCheck::Invalid(reason) if req.header("authorization").is_none() => {
+            // Say why the signature failed; the generic 401 would hide it.
+            return Ok(ProblemResponse::unauthorized(reason.clone()).into_response());
+        }
+        SignatureCheck::Valid(app) if !app.enabled => return Ok(disabled()),
+        _ => {}
     }
     req.extensions_mut().insert(check);
     req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+fn disabled() -> Response {
+    ProblemResponse::forbidden("Application disabled").into_response()
+}
+
+/// The app whose key and secret the request's HTTP Basic credentials carry, if they match.
+fn basic_app(req: &Request) -> Option<Arc<App>> {
+    let Authorization(basic) = req.headers().typed_get::<Authorization<HeaderBasic>>()?;
+    let ctx = req.data::<Arc<Context>>()?;
+    let app = ctx.apps.by_key(basic.username())?;
+    constant_time_eq(app.secret.as_bytes(), basic.password().as_bytes()).then_some(app)
 }
 
 fn check(req: &Request, query: &str, body: &[u8]) -> SignatureCheck {

@@ -450,3 +450,30 @@ async fn the_server_serves_interactive_docs_and_the_checked_in_spec() {
     assert_eq!(served, generated);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_disabled_app_is_403_with_either_credential() {
+    let server = Server::start().await;
+    let mut app = server.app.clone();
+    app.enabled = false;
+    server.store().update(&app).await.unwrap();
+    let body = json!({"channel": "c", "event": "e", "data": 1});
+    // The registry picks the change up on its next refresh.
+    let deadline = tokio::time::Instant::now() + crate::support::PATIENCE;
+    let response = loop {
+        let response = server.publish(&body).await;
+        if response.status() != 202 || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_problem(response, 403, "disabled").await;
+    let text = body.to_string();
+    let signed = server
+        .signed("POST", "/api/events", Some(text.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(signed, 403, "disabled").await;
+    server.shutdown().await;
+}

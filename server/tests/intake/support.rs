@@ -118,6 +118,10 @@ impl Server {
         }
     }
 
+    pub fn store(&self) -> &AppStore {
+        self.running.ctx.apps.store()
+    }
+
     pub fn intake(&self) -> &Intake {
         &self.running.ctx.intake
     }
