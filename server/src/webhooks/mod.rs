@@ -17,10 +17,18 @@
 //! and a dropped event would leave a count wrong for good. Its backlog is bounded in practice
 //! by how fast one task can move events between two maps.
 //!
-//! This is one node's view. In cluster mode the events follow that node's own subscribers
-//! until the cluster adapter reports cluster-wide transitions, so two nodes can each report
-//! a channel occupied. Events still inside the window or the rejoin delay when the process
-//! stops are lost; batches already stored are sent after a restart.
+//! The hub reports transitions as its mode decides them: on a single node from its own
+//! subscribers; in a cluster, the cluster adapter reports the cluster-wide ones (the first
+//! subscriber in the cluster, the last one leaving). The rejoin delay, though, is kept by
+//! each node's batcher: a rejoin on the same node cancels the removal as on a single node,
+//! but a user who leaves on one node and rejoins on another within the delay gets
+//! `member_added` from the second node at once and `member_removed` from the first when its
+//! delay ends (likewise `channel_occupied` and `channel_vacated`), which leaves a receiver
+//! believing the user gone. Checking the cluster's state when a delay ends would close that
+//! gap; it is not done yet.
+//!
+//! Events still inside the window or the rejoin delay when the process stops are lost;
+//! batches already stored are sent after a restart.
 
 pub mod batcher;
 pub mod cli;

@@ -11,6 +11,7 @@ mod delivery;
 mod events;
 mod filters;
 mod receiver;
+mod services;
 
 use std::time::Duration;
 

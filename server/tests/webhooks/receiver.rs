@@ -27,6 +27,8 @@ pub struct Hook {
     pub body: Vec<u8>,
     /// What the receiver answered.
     pub status: u16,
+    /// The credentials the receiver checks against.
+    app: (String, String),
 }
 
 impl Hook {
@@ -38,8 +40,9 @@ impl Hook {
             Some("application/json"),
             "Content-Type must be exactly application/json"
         );
-        assert_eq!(self.key.as_deref(), Some(APP_KEY), "X-Pusher-Key");
-        let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+        let (key, secret) = &self.app;
+        assert_eq!(self.key.as_deref(), Some(key.as_str()), "X-Pusher-Key");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(&self.body);
         let expected = hex::encode(mac.finalize().into_bytes());
         assert_eq!(
@@ -73,6 +76,7 @@ struct State {
     hang: AtomicBool,
     release: Notify,
     released: AtomicBool,
+    app: (String, String),
 }
 
 /// A receiver on `127.0.0.1:0`.
@@ -101,6 +105,7 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&Arc<State>>) -> Stat
                 headers: req.headers().clone(),
                 body: body.clone(),
                 status: 0,
+                app: state.app.clone(),
             });
             released.await;
         }
@@ -117,6 +122,7 @@ async fn receive(req: &Request, body: Vec<u8>, state: Data<&Arc<State>>) -> Stat
         headers: req.headers().clone(),
         body,
         status,
+        app: state.app.clone(),
     });
     StatusCode::from_u16(status).unwrap()
 }
@@ -129,6 +135,12 @@ impl Receiver {
 
     /// A receiver whose first `failures` requests get 500.
     pub async fn failing(failures: usize) -> Self {
+        Self::for_app(APP_KEY, APP_SECRET, failures).await
+    }
+
+    /// A receiver checking webhooks of the app `key`/`secret`; its first `failures`
+    /// requests get 500.
+    pub async fn for_app(key: &str, secret: &str, failures: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             hooks: tx,
@@ -136,6 +148,7 @@ impl Receiver {
             hang: AtomicBool::new(false),
             release: Notify::new(),
             released: AtomicBool::new(false),
+            app: (key.to_owned(), secret.to_owned()),
         });
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
