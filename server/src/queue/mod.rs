@@ -26,6 +26,11 @@ use crate::delivery::Deliverer;
 /// How often the worker looks for jobs it was not woken for, by default.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often a worker tells the SQL queue it is alive. A job locked by a worker silent for
+/// two of these (a process killed mid-delivery) goes back to the queue, so this bounds how
+/// long such a delivery waits after a restart.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+
 /// After a wake, how long until the worker looks once more; see [`PushWake`].
 const RECHECK_AFTER: Duration = Duration::from_millis(10);
 
@@ -63,12 +68,18 @@ impl Queue {
             DbBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool().clone();
                 SqliteStorage::setup(&pool).await?;
-                Storage::Sqlite(SqliteStorage::new(&pool))
+                let config = apalis_sqlite::Config::default()
+                    .queue(std::any::type_name::<Delivery>())
+                    .heartbeat_interval(HEARTBEAT);
+                Storage::Sqlite(SqliteStorage::new(&pool).with_config(config))
             }
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool().clone();
                 PostgresStorage::setup(&pool).await?;
-                Storage::Postgres(PostgresStorage::new(&pool))
+                let config = apalis_postgres::Config::default()
+                    .queue(std::any::type_name::<Delivery>())
+                    .heartbeat_interval(HEARTBEAT);
+                Storage::Postgres(PostgresStorage::new(&pool).with_config(config))
             }
             other => anyhow::bail!("no queue backend for {other:?}; use Redis"),
         };

@@ -119,3 +119,56 @@ async fn an_event_accepted_before_sigkill_is_delivered_after_restart() {
     second.kill().await.expect("stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Killed while an attempt is in flight, the job is locked by a worker that no longer exists;
+/// the restarted server takes it back after two missed heartbeats and delivers it.
+#[tokio::test]
+async fn a_delivery_in_flight_at_sigkill_is_retried_after_restart() {
+    let dir = temp_dir();
+    let http = http_client();
+    let hanging = Target::start_hanging().await;
+
+    let (mut first, url) = spawn(&dir, 2, &hanging).await;
+    let response = http
+        .post(format!("{url}/api/events"))
+        .basic_auth(KEY, Some(SECRET))
+        .json(&json!({"channel": "durable", "event": "in-flight", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    let (status, accepted) = read(response).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while hanging.requests().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no attempt started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().await.expect("SIGKILL");
+
+    let target = Target::start(0).await;
+    let (mut second, url) = spawn(&dir, 2, &target).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let event = loop {
+        let response = http
+            .get(format!("{url}/api/events/{id}"))
+            .basic_auth(KEY, Some(SECRET))
+            .send()
+            .await
+            .unwrap();
+        let (_, event) = read(response).await;
+        if event["status"] == "delivered" {
+            break event;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the interrupted delivery never ran again: {event:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(event["attempts"], 2, "{event:#}");
+    assert_eq!(target.requests().len(), 1);
+    assert_eq!(target.requests()[0].body["name"], "in-flight");
+    second.kill().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,6 +35,15 @@ pub const TARGET_SECRET: &str = "target-secret";
 
 impl Target {
     pub async fn start(failures: usize) -> Self {
+        Self::serve(failures, false).await
+    }
+
+    /// A target that records each request and never answers it.
+    pub async fn start_hanging() -> Self {
+        Self::serve(0, true).await
+    }
+
+    async fn serve(failures: usize, hang: bool) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let log = received.clone();
         let endpoint = poem::endpoint::make(move |mut req: Request| {
@@ -49,13 +58,20 @@ impl Target {
                 };
                 let signature_ok =
                     verify_request(&signed, TARGET_KEY, TARGET_SECRET, now_secs()).is_ok();
-                let mut log = log.lock().unwrap();
-                log.push(Received {
+                let received = Received {
                     path: req.uri().path().to_owned(),
                     signature_ok,
                     body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                });
-                let status = if log.len() <= failures { 500 } else { 200 };
+                };
+                let count = {
+                    let mut log = log.lock().unwrap();
+                    log.push(received);
+                    log.len()
+                };
+                let status = if count <= failures { 500 } else { 200 };
+                if hang {
+                    std::future::pending::<()>().await;
+                }
                 Response::builder()
                     .status(poem::http::StatusCode::from_u16(status).unwrap())
                     .content_type("application/json")
