@@ -11,7 +11,10 @@
 //!    stores one [`Batch`] per endpoint that wants any of it, and queues a job for it.
 //! 4. [`sender`]: the apalis worker signs the body (`X-Pusher-Signature` over the exact bytes
 //!    sent), POSTs it, records the attempt, and retries with exponential backoff until the
-//!    batch is delivered or dead. Dead batches can be listed and queued again.
+//!    batch is delivered or dead.
+//! 5. Dead batches can be listed and marked for re-sending from any process (the CLI does);
+//!    every server looks for marked batches each [`RESEND_SWEEP`], claims each one with a
+//!    conditional update so only one queues it, and sends it with a fresh set of attempts.
 //!
 //! The notify channel is unbounded on purpose: the batcher counts occupations and members,
 //! and a dropped event would leave a count wrong for good. Its backlog is bounded in practice
