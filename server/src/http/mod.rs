@@ -31,7 +31,21 @@ pub fn routes(ctx: Arc<Context>) -> impl Endpoint {
             post(pusher_api::terminate_without_app),
         )
         .at("/*path", not_found)
+        .around(upgrades_elsewhere)
         .data(ctx)
+}
+
+/// A WebSocket upgrade to any path but `/app/{key}` is accepted and closed with 4005, even
+/// where an HTTP route with other methods lives (`/apps/{id}/events`, `/api/...`), so a
+/// misconfigured client learns the reason instead of getting a 405.
+async fn upgrades_elsewhere<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    if ws::is_upgrade(&req) && !req.uri().path().starts_with("/app/") {
+        let ctx = req.data::<Arc<Context>>().cloned();
+        if let Some(ctx) = ctx {
+            return Ok(ws::path_not_found(&req, ctx));
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// A JSON error body, `{"error": "..."}`, with `status`.

@@ -214,6 +214,10 @@ async fn unknown_paths_are_closed_with_4005() {
         "/app?protocol=7".to_owned(),
         format!("/app/{key}/extra?protocol=7"),
         format!("/pusher/app/{key}?protocol=7"),
+        // Paths where HTTP routes with other methods live.
+        "/apps/100/events?protocol=7".to_owned(),
+        "/api/events?protocol=7".to_owned(),
+        "/up".to_owned(),
     ] {
         let mut ws = open(&url(&server, &path)).await;
         expect_close(&mut ws, 4005).await;
