@@ -14,9 +14,13 @@ function subtle(): SubtleCrypto {
   return c.subtle;
 }
 
-// An ArrayBuffer-backed copy: WebCrypto's types refuse SharedArrayBuffer views.
+// An ArrayBuffer-backed copy of exactly these bytes: WebCrypto's types refuse SharedArrayBuffer
+// views. Not `bytes.slice()`: on a Node Buffer (express.raw(), Buffer.concat) `slice` is a view,
+// and its `.buffer` is the whole shared pool, so the HMAC would cover other bytes.
 function buffer(bytes: Uint8Array): ArrayBuffer {
-  return bytes.slice().buffer as ArrayBuffer;
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy.buffer;
 }
 
 const keyCache = new Map<string, Promise<CryptoKey>>();

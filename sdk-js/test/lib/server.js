@@ -1,6 +1,10 @@
 // The server under test: the one named by COMNESTOR_URL, COMNESTOR_APP_ID, COMNESTOR_APP_KEY and
 // COMNESTOR_APP_SECRET (as .ci/test exports them), or else a fresh `target/debug/comnestor serve`
 // on a free loopback port, killed when the tests end. A missing binary is an error, not a skip.
+//
+// `startServer({ dedicated: true, env })` always starts its own server, whatever COMNESTOR_URL
+// says, with no COMNESTOR_* variable inherited from the caller's environment and `env` (extra
+// COMNESTOR_* settings, such as COMNESTOR_APP_WEBHOOK_URL) on top of the test app's.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -39,8 +43,8 @@ async function waitUp(url, child, log, timeoutMs = 20_000) {
   throw new Error(`the server at ${url} did not answer GET /up with 200 (${last}).\nserver output:\n${log.join('')}`);
 }
 
-export async function startServer() {
-  const given = ENV_NAMES.filter((n) => process.env[n]);
+export async function startServer({ dedicated = false, env = {} } = {}) {
+  const given = dedicated ? [] : ENV_NAMES.filter((n) => process.env[n]);
   if (given.length === ENV_NAMES.length) {
     const url = process.env.COMNESTOR_URL.replace(/\/+$/, '');
     await waitUp(url, null, ['(external server from COMNESTOR_URL)']);
@@ -59,16 +63,22 @@ export async function startServer() {
   if (!existsSync(BINARY)) {
     throw new Error(
       `sdk-js integration tests: the server binary ${BINARY} is missing. Build it with ` +
-        '`cd /work/main && cargo build --bin comnestor`, or point COMNESTOR_URL, COMNESTOR_APP_ID, ' +
-        'COMNESTOR_APP_KEY and COMNESTOR_APP_SECRET at a running server.',
+        '`cd /work/main && cargo build --bin comnestor`' +
+        (dedicated
+          ? ' (this test always starts its own server).'
+          : ', or point COMNESTOR_URL, COMNESTOR_APP_ID, COMNESTOR_APP_KEY and COMNESTOR_APP_SECRET at a running server.'),
     );
   }
   const port = await freePort();
   const app = { appId: '100', key: 'sdk-js-key', secret: 'sdk-js-secret' };
   const log = [];
+  // A dedicated server inherits nothing of the caller's COMNESTOR_* settings (CI exports some).
+  const inherited = dedicated
+    ? Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('COMNESTOR_')))
+    : process.env;
   const child = spawn(BINARY, ['serve'], {
     env: {
-      ...process.env,
+      ...inherited,
       COMNESTOR_HOST: '127.0.0.1',
       COMNESTOR_PORT: String(port),
       COMNESTOR_DATABASE_URL: 'sqlite::memory:',
@@ -78,6 +88,7 @@ export async function startServer() {
       COMNESTOR_LOG: 'warn',
       // A test server: no need to wait the default 10 s per shutdown stage.
       COMNESTOR_SHUTDOWN_GRACE_SECS: '1',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
