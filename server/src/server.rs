@@ -214,6 +214,9 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         intake: intake.clone(),
         webhooks: webhooks.clone(),
     });
+    if let Some(cluster) = ctx.hub.cluster() {
+        webhooks.use_cluster(cluster.clone());
+    }
     let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .into_acceptor()
         .await

@@ -5,12 +5,19 @@
 //! is occupied again (or the user rejoins) meanwhile, the removal is dropped **and** so is the
 //! re-occupation or re-add, so a page reload produces no webhooks at all, as Pusher does.
 //!
-//! The batcher keeps its own count of outstanding occupations per channel and per presence
-//! member, so it needs no access to the hub and tolerates a vacated and an occupied event
-//! from different connections arriving in either order.
+//! On a single node the batcher keeps its own count of outstanding occupations per channel
+//! and per presence member, so it needs no access to the hub and tolerates a vacated and an
+//! occupied event from different connections arriving in either order. In a cluster each
+//! transition is reported once, by whichever node Redis decided it on, so a node may see a
+//! vacated without having seen the occupied: there the batcher trusts every event, and when
+//! a removal's delay ends it asks the cluster ([`Recheck`]) whether the channel is still
+//! empty or the user still gone, so a rejoin on another node cancels the removal too.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -27,6 +34,13 @@ pub struct Timing {
     pub window: Duration,
     /// How long `channel_vacated` and `member_removed` wait for a rejoin.
     pub removal_delay: Duration,
+}
+
+/// Asks the cluster, when a removal's delay ends, whether it still holds.
+pub trait Recheck: Send + Sync + 'static {
+    /// Whether the `channel_vacated` or `member_removed` `event` of `app_id` is still true
+    /// cluster-wide. When the answer cannot be had, the removal is sent.
+    fn still_removed(&self, app_id: String, event: WebhookEvent) -> BoxFuture<'static, bool>;
 }
 
 /// A removal waiting for its delay.
@@ -48,6 +62,8 @@ impl Removal {
 /// The batcher's state, apart from its task.
 struct Batcher {
     timing: Timing,
+    /// Whether transitions are counted here (one node) or trusted as reported (a cluster).
+    counted: bool,
     occupancy: HashMap<String, u32>,
     members: HashMap<(String, String), u32>,
     /// Removals waiting, by the generation of their timer; a cancelled one is absent.
@@ -61,14 +77,21 @@ struct Batcher {
     flush_at: Option<Instant>,
 }
 
+/// A removal's recheck result: the removal, its timer's generation, whether it still holds.
+type Checked = (Removal, u64, bool);
+
 /// Runs one app's batcher until `events` closes; what is pending then is sent at once.
+/// Without `recheck` it counts transitions itself (one node); with it, it trusts them and
+/// rechecks removals with the cluster.
 pub async fn run(
     app_id: String,
     mut events: mpsc::UnboundedReceiver<WebhookEvent>,
     out: mpsc::UnboundedSender<Flushed>,
     timing: Timing,
+    recheck: Option<Arc<dyn Recheck>>,
 ) {
-    let mut batcher = Batcher::new(timing);
+    let mut batcher = Batcher::new(timing, recheck.is_none());
+    let (checked_tx, mut checked) = mpsc::unbounded_channel::<Checked>();
     loop {
         let wake = batcher.next_wake();
         tokio::select! {
@@ -76,10 +99,25 @@ pub async fn run(
                 Some(event) => batcher.push(event, Instant::now()),
                 None => break,
             },
+            Some((removal, generation, holds)) = checked.recv() => {
+                batcher.settle(removal, generation, holds, Instant::now());
+            }
             () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {}
         }
         let now = Instant::now();
-        batcher.expire(now);
+        for (removal, generation) in batcher.due(now) {
+            match &recheck {
+                None => batcher.settle(removal, generation, true, now),
+                Some(recheck) => {
+                    let check = recheck.still_removed(app_id.clone(), removal.clone().into_event());
+                    let checked_tx = checked_tx.clone();
+                    tokio::spawn(async move {
+                        let holds = check.await;
+                        let _ = checked_tx.send((removal, generation, holds));
+                    });
+                }
+            }
+        }
         if let Some(batch) = batcher.take_due(now)
             && out.send((app_id.clone(), batch)).is_err()
         {
@@ -97,9 +135,10 @@ fn far_future() -> Instant {
 }
 
 impl Batcher {
-    fn new(timing: Timing) -> Self {
+    fn new(timing: Timing, counted: bool) -> Self {
         Self {
             timing,
+            counted,
             occupancy: HashMap::new(),
             members: HashMap::new(),
             pending: HashMap::new(),
@@ -115,12 +154,12 @@ impl Batcher {
         match event {
             WebhookEvent::ChannelOccupied { ref channel } => {
                 let removal = Removal::Vacated(channel.clone());
-                if increment(&mut self.occupancy, channel.clone()) {
+                if !self.counted || increment(&mut self.occupancy, channel.clone()) {
                     self.add_unless_cancelling(removal, event, now);
                 }
             }
             WebhookEvent::ChannelVacated { channel } => {
-                if decrement(&mut self.occupancy, channel.clone()) {
+                if !self.counted || decrement(&mut self.occupancy, channel.clone()) {
                     self.schedule(Removal::Vacated(channel), now);
                 }
             }
@@ -130,12 +169,13 @@ impl Batcher {
             } => {
                 let key = (channel.clone(), user_id.clone());
                 let removal = Removal::Member(key.0.clone(), key.1.clone());
-                if increment(&mut self.members, key) {
+                if !self.counted || increment(&mut self.members, key) {
                     self.add_unless_cancelling(removal, event, now);
                 }
             }
             WebhookEvent::MemberRemoved { channel, user_id } => {
-                if decrement(&mut self.members, (channel.clone(), user_id.clone())) {
+                let key = (channel.clone(), user_id.clone());
+                if !self.counted || decrement(&mut self.members, key) {
                     self.schedule(Removal::Member(channel, user_id), now);
                 }
             }
@@ -165,16 +205,29 @@ impl Batcher {
         self.timers.push_back((deadline, removal, self.generation));
     }
 
-    /// Emits the removals whose delay has passed and that were not cancelled.
-    fn expire(&mut self, now: Instant) {
+    /// The removals whose delay has passed and that were not cancelled; they stay pending
+    /// until [`Batcher::settle`], so a rejoin meanwhile still cancels them.
+    fn due(&mut self, now: Instant) -> Vec<(Removal, u64)> {
+        let mut due = Vec::new();
         while self.timers.front().is_some_and(|(at, _, _)| *at <= now) {
             let Some((_, removal, generation)) = self.timers.pop_front() else {
                 break;
             };
             if self.pending.get(&removal) == Some(&generation) {
-                self.pending.remove(&removal);
-                self.emit(removal.into_event(), now);
+                due.push((removal, generation));
             }
+        }
+        due
+    }
+
+    /// Sends a due removal if it was not cancelled meanwhile and still `holds`.
+    fn settle(&mut self, removal: Removal, generation: u64, holds: bool, now: Instant) {
+        if self.pending.get(&removal) != Some(&generation) {
+            return;
+        }
+        self.pending.remove(&removal);
+        if holds {
+            self.emit(removal.into_event(), now);
         }
     }
 
@@ -253,7 +306,36 @@ mod tests {
             window: WINDOW,
             removal_delay: DELAY,
         };
-        tokio::spawn(run("1".to_owned(), rx, out, timing));
+        tokio::spawn(run("1".to_owned(), rx, out, timing, None));
+        (tx, flushed)
+    }
+
+    /// What a cluster answers: every removal still holds unless named in `back`.
+    struct Cluster {
+        back: Vec<WebhookEvent>,
+    }
+
+    impl Recheck for Cluster {
+        fn still_removed(&self, _: String, event: WebhookEvent) -> BoxFuture<'static, bool> {
+            let holds = !self.back.contains(&event);
+            Box::pin(async move { holds })
+        }
+    }
+
+    fn start_clustered(
+        back: Vec<WebhookEvent>,
+    ) -> (
+        mpsc::UnboundedSender<WebhookEvent>,
+        mpsc::UnboundedReceiver<Flushed>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (out, flushed) = mpsc::unbounded_channel();
+        let timing = Timing {
+            window: WINDOW,
+            removal_delay: DELAY,
+        };
+        let recheck: Arc<dyn Recheck> = Arc::new(Cluster { back });
+        tokio::spawn(run("1".to_owned(), rx, out, timing, Some(recheck)));
         (tx, flushed)
     }
 
@@ -368,5 +450,36 @@ mod tests {
         assert_eq!(next(&mut flushed).await, vec![miss.clone()]);
         tx.send(miss.clone()).unwrap();
         assert_eq!(next(&mut flushed).await, vec![miss]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_a_cluster_a_vacated_reported_here_is_sent_without_a_local_occupied() {
+        let (tx, mut flushed) = start_clustered(Vec::new());
+        // Another node reported the occupation; the last subscriber left on this one.
+        tx.send(vacated("a")).unwrap();
+        let left = Instant::now();
+        assert_eq!(next(&mut flushed).await, [vacated("a")]);
+        assert!(left.elapsed() >= DELAY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_a_cluster_a_rejoin_on_another_node_cancels_the_removal() {
+        // The user and the channel are back, on another node, when the delay ends.
+        let (tx, mut flushed) = start_clustered(vec![vacated("a"), member(false, "u1")]);
+        tx.send(member(false, "u1")).unwrap();
+        tx.send(vacated("a")).unwrap();
+        tx.send(vacated("b")).unwrap();
+        assert_eq!(next(&mut flushed).await, [vacated("b")]);
+        drop(tx);
+        assert!(flushed.recv().await.is_none(), "only b was still vacated");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_a_cluster_a_rejoin_here_still_cancels_both() {
+        let (tx, mut flushed) = start_clustered(Vec::new());
+        tx.send(vacated("a")).unwrap();
+        tx.send(occupied("a")).unwrap();
+        drop(tx);
+        assert!(flushed.recv().await.is_none(), "neither was sent");
     }
 }

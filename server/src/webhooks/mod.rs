@@ -22,13 +22,12 @@
 //!
 //! The hub reports transitions as its mode decides them: on a single node from its own
 //! subscribers; in a cluster, the cluster adapter reports the cluster-wide ones (the first
-//! subscriber in the cluster, the last one leaving). The rejoin delay, though, is kept by
-//! each node's batcher: a rejoin on the same node cancels the removal as on a single node,
-//! but a user who leaves on one node and rejoins on another within the delay gets
-//! `member_added` from the second node at once and `member_removed` from the first when its
-//! delay ends (likewise `channel_occupied` and `channel_vacated`), which leaves a receiver
-//! believing the user gone. Checking the cluster's state when a delay ends would close that
-//! gap; it is not done yet.
+//! subscriber in the cluster, the last one leaving), each on the node where Redis decided
+//! it. The rejoin delay is kept by that node's batcher, which asks the cluster when the delay
+//! ends whether the removal still holds ([`Webhooks::use_cluster`]). A user who leaves on one
+//! node and rejoins on another within the delay therefore gets no `member_removed`; the
+//! second node has already sent its `member_added`, so the receiver sees that user added
+//! twice, which leaves it with the right members.
 //!
 //! Events still inside the window or the rejoin delay when the process stops are lost;
 //! batches already stored are sent after a restart.
@@ -38,17 +37,18 @@ pub mod cli;
 pub mod endpoints;
 pub mod sender;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use batcher::Timing;
+pub use batcher::{Recheck, Timing};
 pub use endpoints::{
     Batch, BatchStatus, EVENT_NAMES, Endpoint, EndpointError, NewEndpoint, WebhookAttempt,
     WebhookStore, parse_header,
@@ -57,6 +57,7 @@ pub use sender::{Sender, SenderSettings, WebhookQueue};
 
 use crate::apps::{AppRegistry, now_millis};
 use crate::delivery::RetryPolicy;
+use crate::hub::Cluster;
 
 /// How long the dispatcher trusts its copy of an app's endpoints, so endpoints added with
 /// the CLI (another process) take effect within this time.
@@ -193,6 +194,8 @@ struct Inner {
     flushed: mpsc::UnboundedSender<batcher::Flushed>,
     dispatch: std::sync::Mutex<Option<mpsc::UnboundedReceiver<batcher::Flushed>>>,
     endpoints: DashMap<String, (Instant, Arc<Vec<Endpoint>>)>,
+    /// Set in cluster mode: the batchers trust each reported transition and recheck removals.
+    recheck: OnceLock<Arc<dyn Recheck>>,
 }
 
 impl Webhooks {
@@ -213,6 +216,7 @@ impl Webhooks {
                 flushed,
                 dispatch: std::sync::Mutex::new(Some(dispatch)),
                 endpoints: DashMap::new(),
+                recheck: OnceLock::new(),
             }),
         }
     }
@@ -237,8 +241,16 @@ impl Webhooks {
         let (tx, rx) = mpsc::unbounded_channel();
         let out = self.inner.flushed.clone();
         let timing = self.inner.settings.timing;
-        tokio::spawn(batcher::run(app_id.to_owned(), rx, out, timing));
+        let recheck = self.inner.recheck.get().cloned();
+        tokio::spawn(batcher::run(app_id.to_owned(), rx, out, timing, recheck));
         tx
+    }
+
+    /// Switches to cluster mode, before the first event: transitions are trusted as the
+    /// cluster reports them, and a removal is sent only if the cluster still agrees when its
+    /// delay ends.
+    pub fn use_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.inner.recheck.set(Arc::new(ClusterRecheck(cluster)));
     }
 
     pub fn store(&self) -> &WebhookStore {
@@ -399,6 +411,28 @@ impl Webhooks {
             .endpoints
             .insert(app_id.to_owned(), (Instant::now(), endpoints.clone()));
         Ok(endpoints)
+    }
+}
+
+/// Rechecks removals against the cluster's records.
+struct ClusterRecheck(Arc<Cluster>);
+
+impl Recheck for ClusterRecheck {
+    fn still_removed(&self, app_id: String, event: WebhookEvent) -> BoxFuture<'static, bool> {
+        let cluster = self.0.clone();
+        Box::pin(async move {
+            match &event {
+                WebhookEvent::ChannelVacated { channel } => cluster
+                    .channel_stats(&app_id, channel)
+                    .await
+                    .map_or(true, |stats| stats.subscription_count == 0),
+                WebhookEvent::MemberRemoved { channel, user_id } => cluster
+                    .member_ids(&app_id, channel)
+                    .await
+                    .map_or(true, |ids| !ids.contains(user_id)),
+                _ => true,
+            }
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod cluster;
 mod delivery;
 mod events;
 mod filters;

@@ -13,7 +13,7 @@ use crate::support::Client;
 /// The app this test owns in the shared database; removed and created afresh each run.
 const APP_ID: &str = "9100";
 
-fn service_url(variable: &str, service: &str) -> String {
+pub fn service_url(variable: &str, service: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!(
             "{variable} is not set, so the {service} test cannot run. Start the services with \
