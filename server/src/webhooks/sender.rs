@@ -1,9 +1,10 @@
 //! Sending batches: a queue of webhook jobs on apalis, next to the intake's delivery jobs,
 //! and the worker that signs and POSTs each batch and records the attempt.
 //!
-//! The queue mirrors [`crate::queue`]: the same backends, the same wake-on-push, with its own
-//! job type so webhooks and event deliveries never wait behind each other. The retry policy
-//! and the attempt record are the intake's ([`RetryPolicy`], [`AttemptOutcome`]).
+//! The queue is an instance of [`crate::queue::JobQueue`]: the same backends and wake-on-push
+//! as the delivery queue, with its own job type so webhooks and event deliveries never wait
+//! behind each other. The retry policy and the attempt record are the intake's
+//! ([`RetryPolicy`], [`AttemptOutcome`]).
 //!
 //! Isolation: each request has a timeout, and each endpoint may have only
 //! [`SenderSettings::per_endpoint`] requests in flight. A job for an endpoint at that limit is
@@ -14,14 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::*;
-use apalis_postgres::PostgresStorage;
-use apalis_redis::RedisStorage;
-use apalis_sqlite::SqliteStorage;
 use comnestor_protocol::auth::webhook_signature;
 use dashmap::DashMap;
-use futures::channel::mpsc;
-use sea_orm::{DatabaseConnection, DbBackend};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 
@@ -29,7 +24,7 @@ use super::endpoints::{Batch, BatchStatus, Endpoint, WebhookStore};
 use crate::apps::{AppRegistry, now_millis};
 use crate::delivery::RetryPolicy;
 use crate::eventlog::AttemptOutcome;
-use crate::queue::POLL_INTERVAL;
+use crate::queue::{JobHandler, JobQueue, POLL_INTERVAL, QueueError, QueueJob, QueueSettings};
 
 /// How long a job for a busy endpoint waits before it is tried again, per job already
 /// waiting for that endpoint: a hanging endpoint with many batches costs a bounded number
@@ -48,62 +43,24 @@ pub struct WebhookJob {
     pub parked: bool,
 }
 
-#[derive(Clone)]
-enum Storage {
-    Sqlite(SqliteStorage<WebhookJob>),
-    Postgres(PostgresStorage<WebhookJob>),
-    Redis(RedisStorage<WebhookJob>),
+impl QueueJob for WebhookJob {
+    const QUEUE: QueueSettings = QueueSettings {
+        job: "webhook",
+        queue: "webhook queue",
+        redis_queue: "webhooks",
+        worker: "webhooks",
+        sql_heartbeat: None,
+        recheck_wakes: false,
+    };
 }
 
 /// Where webhook jobs wait.
-#[derive(Clone)]
-pub struct WebhookQueue {
-    storage: Storage,
-    wake: mpsc::UnboundedSender<()>,
-    woken: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>>,
-}
+pub type WebhookQueue = JobQueue<WebhookJob>;
 
 /// Failure to queue a webhook job.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot queue webhook job: {0}")]
-pub struct WebhookQueueError(String);
+pub type WebhookQueueError = QueueError;
 
-impl WebhookQueue {
-    /// A queue in the database itself (SQLite or Postgres), sharing its pool.
-    pub async fn in_database(db: &DatabaseConnection) -> anyhow::Result<Self> {
-        let storage = match db.get_database_backend() {
-            DbBackend::Sqlite => {
-                let pool = db.get_sqlite_connection_pool().clone();
-                SqliteStorage::setup(&pool).await?;
-                Storage::Sqlite(SqliteStorage::new(&pool))
-            }
-            DbBackend::Postgres => {
-                let pool = db.get_postgres_connection_pool().clone();
-                PostgresStorage::setup(&pool).await?;
-                Storage::Postgres(PostgresStorage::new(&pool))
-            }
-            other => anyhow::bail!("no webhook queue backend for {other:?}; use Redis"),
-        };
-        Ok(Self::with_storage(storage))
-    }
-
-    /// A queue on Redis, shared by every node, under the cluster's key `prefix`.
-    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let conn = apalis_redis::connect(url).await?;
-        let config = apalis_redis::Config::default().queue(format!("{prefix}webhooks"));
-        let storage = RedisStorage::new(conn).with_config(config);
-        Ok(Self::with_storage(Storage::Redis(storage)))
-    }
-
-    fn with_storage(storage: Storage) -> Self {
-        let (wake, woken) = mpsc::unbounded();
-        Self {
-            storage,
-            wake,
-            woken: Arc::new(std::sync::Mutex::new(Some(woken))),
-        }
-    }
-
+impl JobQueue<WebhookJob> {
     /// Queues a batch, to be sent after `delay` when one is given.
     pub async fn push(
         &self,
@@ -128,21 +85,7 @@ impl WebhookQueue {
             batch_id: batch_id.to_owned(),
             parked,
         };
-        let mut task = TaskBuilder::new(job);
-        if let Some(delay) = delay {
-            task = task.run_after(delay);
-        }
-        let task = task.build();
-        let result = match self.storage.clone() {
-            Storage::Sqlite(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-            Storage::Postgres(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-            Storage::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-        };
-        result.map_err(WebhookQueueError)?;
-        if delay.is_none() {
-            let _ = self.wake.unbounded_send(());
-        }
-        Ok(())
+        self.enqueue(job, delay).await
     }
 
     /// Runs the worker with `concurrency` parallel requests until `stop` turns true.
@@ -150,45 +93,17 @@ impl WebhookQueue {
         &self,
         sender: Arc<Sender>,
         concurrency: usize,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
-        let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some(woken) = woken else {
-            tracing::error!("a webhook worker is already running for this queue");
-            return;
-        };
-        let strategy = Strategy::new().stream(woken).interval(POLL_INTERVAL);
-        let name = format!("webhooks-{}", ulid::Ulid::generate());
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-            Ok::<(), std::io::Error>(())
-        };
-        macro_rules! run {
-            ($backend:expr) => {
-                WorkerBuilder::new(name)
-                    .backend($backend)
-                    .data(sender)
-                    .concurrency(concurrency)
-                    .build(send_job)
-                    .run_until(signal)
-                    .await
-            };
-        }
-        let result = match self.storage.clone() {
-            Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
-            Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
-            Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
-        };
-        if let Err(error) = result {
-            tracing::error!(%error, "webhook worker stopped with an error");
-        }
+        self.work(sender, concurrency, POLL_INTERVAL, stop).await;
     }
 }
 
 /// The job handler. Failures are recorded and retried by the sender, so the job completes.
-async fn send_job(job: WebhookJob, sender: Data<Arc<Sender>>) -> Result<(), BoxDynError> {
-    sender.send_job(&job.batch_id, job.parked).await;
-    Ok(())
+impl JobHandler<WebhookJob> for Sender {
+    async fn handle(&self, job: WebhookJob) {
+        self.send_job(&job.batch_id, job.parked).await;
+    }
 }
 
 /// How batches are sent.

@@ -1,0 +1,283 @@
+//! One job queue on apalis, generic in its job type: SQLite or Postgres in the same database as
+//! the event log, or Redis in production. The delivery queue ([`super::Queue`]) and the webhook
+//! queue ([`crate::webhooks::WebhookQueue`]) are instances of it, each with its own job type
+//! and [`QueueSettings`], so their jobs never wait behind each other.
+//!
+//! Pushing a job without a delay also wakes this process's worker at once, so the path from a
+//! push to its handler adds no polling interval. Jobs pushed by other processes, and jobs
+//! scheduled for later, are found by polling.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use futures::StreamExt;
+use futures::channel::mpsc;
+use sea_orm::{DatabaseConnection, DbBackend};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// After a wake, how long until the worker looks once more; see [`PushWake`].
+const RECHECK_AFTER: Duration = Duration::from_millis(10);
+
+/// What sets one queue apart from another, besides its job type.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// The kind of job, in errors and logs: "a {job} worker", "cannot queue {job} job".
+    pub job: &'static str,
+    /// The queue, in the error for a database with no queue backend.
+    pub queue: &'static str,
+    /// The Redis queue name, after the cluster's key prefix.
+    pub redis_queue: &'static str,
+    /// The start of each worker's name, before a fresh ULID.
+    pub worker: &'static str,
+    /// How often a worker tells the SQL queue it is alive, when not apalis's default.
+    pub sql_heartbeat: Option<Duration>,
+    /// Whether each wake is followed by one more look shortly after ([`PushWake`]), rather
+    /// than one look per wake.
+    pub recheck_wakes: bool,
+}
+
+/// A job type with a queue of its own.
+pub trait QueueJob: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    const QUEUE: QueueSettings;
+}
+
+/// Runs one job. Failures are the handler's to record and retry, so the job always completes.
+pub trait JobHandler<J>: Send + Sync + 'static {
+    fn handle(&self, job: J) -> impl Future<Output = ()> + Send;
+}
+
+/// Where jobs are stored.
+enum Storage<J> {
+    Sqlite(SqliteStorage<J>),
+    Postgres(PostgresStorage<J>),
+    Redis(RedisStorage<J>),
+}
+
+// Not derived: a derive would ask for `J: Clone`, which the storages do not need.
+impl<J> Clone for Storage<J> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Sqlite(s) => Self::Sqlite(s.clone()),
+            Self::Postgres(s) => Self::Postgres(s.clone()),
+            Self::Redis(s) => Self::Redis(s.clone()),
+        }
+    }
+}
+
+/// The handle to push jobs of type `J` and run their worker.
+pub struct JobQueue<J> {
+    storage: Storage<J>,
+    wake: mpsc::UnboundedSender<()>,
+    woken: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>>,
+}
+
+impl<J> Clone for JobQueue<J> {
+    fn clone(&self) -> Self {
+        Self {
+            storage: self.storage.clone(),
+            wake: self.wake.clone(),
+            woken: self.woken.clone(),
+        }
+    }
+}
+
+/// Failure to queue a job.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot queue {job} job: {message}")]
+pub struct QueueError {
+    job: &'static str,
+    message: String,
+}
+
+impl<J: QueueJob> JobQueue<J> {
+    /// A queue in the database itself (SQLite or Postgres), sharing its connection pool.
+    pub async fn in_database(db: &DatabaseConnection) -> anyhow::Result<Self> {
+        let settings = J::QUEUE;
+        let storage = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool().clone();
+                SqliteStorage::setup(&pool).await?;
+                let mut config = apalis_sqlite::Config::default().queue(std::any::type_name::<J>());
+                if let Some(heartbeat) = settings.sql_heartbeat {
+                    config = config.heartbeat_interval(heartbeat);
+                }
+                Storage::Sqlite(SqliteStorage::new(&pool).with_config(config))
+            }
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool().clone();
+                PostgresStorage::setup(&pool).await?;
+                let mut config =
+                    apalis_postgres::Config::default().queue(std::any::type_name::<J>());
+                if let Some(heartbeat) = settings.sql_heartbeat {
+                    config = config.heartbeat_interval(heartbeat);
+                }
+                Storage::Postgres(PostgresStorage::new(&pool).with_config(config))
+            }
+            other => anyhow::bail!("no {} backend for {other:?}; use Redis", settings.queue),
+        };
+        Ok(Self::with_storage(storage))
+    }
+
+    /// A queue on Redis, shared by every node of a cluster. Its keys start with `prefix`, so
+    /// clusters (and tests) sharing one Redis never take each other's jobs.
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let conn = apalis_redis::connect(url).await?;
+        let queue = format!("{prefix}{}", J::QUEUE.redis_queue);
+        let config = apalis_redis::Config::default().queue(queue);
+        let storage = RedisStorage::new(conn).with_config(config);
+        Ok(Self::with_storage(Storage::Redis(storage)))
+    }
+
+    fn with_storage(storage: Storage<J>) -> Self {
+        let (wake, woken) = mpsc::unbounded();
+        Self {
+            storage,
+            wake,
+            woken: Arc::new(std::sync::Mutex::new(Some(woken))),
+        }
+    }
+
+    /// Which backend holds the jobs, for logs and `/up`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.storage {
+            Storage::Sqlite(_) => "sqlite",
+            Storage::Postgres(_) => "postgres",
+            Storage::Redis(_) => "redis",
+        }
+    }
+
+    /// Queues a job, to run after `delay` when one is given; without one, this process's
+    /// worker is woken at once.
+    pub async fn enqueue(&self, job: J, delay: Option<Duration>) -> Result<(), QueueError> {
+        let mut task = TaskBuilder::new(job);
+        if let Some(delay) = delay {
+            task = task.run_after(delay);
+        }
+        let task = task.build();
+        let result = match self.storage.clone() {
+            Storage::Sqlite(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            Storage::Postgres(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            Storage::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+        };
+        result.map_err(|message| QueueError {
+            job: J::QUEUE.job,
+            message,
+        })?;
+        if delay.is_none() {
+            let _ = self.wake.unbounded_send(());
+        }
+        Ok(())
+    }
+
+    /// Runs a worker with `concurrency` jobs in parallel, each given to `handler`, until
+    /// `stop` turns true. It is woken at once by this process's pushes and looks for other
+    /// jobs every `poll_interval`. A queue runs one worker per process.
+    pub async fn work<H: JobHandler<J>>(
+        &self,
+        handler: Arc<H>,
+        concurrency: usize,
+        poll_interval: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let settings = J::QUEUE;
+        let woken = self.woken.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(woken) = woken else {
+            tracing::error!(
+                "a {} worker is already running for this queue",
+                settings.job
+            );
+            return;
+        };
+        let strategy = if settings.recheck_wakes {
+            Strategy::new().apply(PushWake::new(woken))
+        } else {
+            Strategy::new().stream(woken)
+        };
+        let strategy = strategy.interval(poll_interval);
+        let name = format!("{}-{}", settings.worker, ulid::Ulid::generate());
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+            Ok::<(), std::io::Error>(())
+        };
+        // The worker types differ per backend, so each arm builds its own.
+        macro_rules! run {
+            ($backend:expr) => {
+                WorkerBuilder::new(name)
+                    .backend($backend)
+                    .data(handler)
+                    .concurrency(concurrency)
+                    .build(handle::<J, H>)
+                    .run_until(signal)
+                    .await
+            };
+        }
+        let result = match self.storage.clone() {
+            Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "{} worker stopped with an error", settings.job);
+        }
+    }
+}
+
+/// The apalis job handler: hands the job to the queue's [`JobHandler`]. Failures are recorded
+/// and retried by that handler, so the job itself always completes.
+async fn handle<J, H: JobHandler<J>>(job: J, handler: Data<Arc<H>>) -> Result<(), BoxDynError> {
+    handler.handle(job).await;
+    Ok(())
+}
+
+/// Wakes the worker when this process pushes a job.
+///
+/// Every push sends one message; the worker fetches when it is woken. A push that commits
+/// while a fetch is already running may not be in that fetch's result, and if that fetch comes
+/// back empty the worker would sleep until the next poll. So after each wake the strategy
+/// wakes the worker once more, [`RECHECK_AFTER`] later: at worst such a push waits that long,
+/// never a poll interval.
+struct PushWake {
+    woken: mpsc::UnboundedReceiver<()>,
+    recheck: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl PushWake {
+    fn new(woken: mpsc::UnboundedReceiver<()>) -> Self {
+        Self {
+            woken,
+            recheck: None,
+        }
+    }
+}
+
+impl PollStrategy for PushWake {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        // Drain every pending wake, which also leaves the waker registered for the next one.
+        let mut woken = false;
+        while let Poll::Ready(Some(())) = self.woken.poll_next_unpin(cx) {
+            woken = true;
+        }
+        if woken {
+            let mut recheck = Box::pin(tokio::time::sleep(RECHECK_AFTER));
+            let _ = recheck.as_mut().poll(cx);
+            self.recheck = Some(recheck);
+            return Poll::Ready(Some(()));
+        }
+        match self.recheck.as_mut().map(|r| r.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.recheck = None;
+                Poll::Ready(Some(()))
+            }
+            _ => Poll::Pending,
+        }
+    }
+}
