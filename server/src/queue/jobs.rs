@@ -24,6 +24,30 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+/// Creates apalis's tables on `pool`, then gives back the durability its setup takes away:
+/// apalis sets `PRAGMA synchronous = OFF` on whichever pooled connection it ran on, and that
+/// pool also writes the event log, whose rows must survive a power cut once the intake has
+/// answered `202`. Every pooled connection is set back to `FULL`; connections opened later get
+/// sqlx's default, which is `FULL` too.
+async fn setup_sqlite(pool: &sea_orm::sqlx::SqlitePool) -> anyhow::Result<()> {
+    SqliteStorage::setup(pool).await?;
+    // Hold every connection at once, so each is visited; one still on its way back to the
+    // pool is waited for briefly, one in use elsewhere is left alone.
+    let mut held = Vec::new();
+    for _ in 0..pool.size() {
+        match tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
+            Ok(conn) => held.push(conn?),
+            Err(_) => break,
+        }
+    }
+    for conn in &mut held {
+        sea_orm::sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut **conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// After a wake, how long until the worker looks once more; see [`PushWake`].
 const RECHECK_AFTER: Duration = Duration::from_millis(10);
 
@@ -105,7 +129,7 @@ impl<J: QueueJob> JobQueue<J> {
         let storage = match db.get_database_backend() {
             DbBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool().clone();
-                SqliteStorage::setup(&pool).await?;
+                setup_sqlite(&pool).await?;
                 let mut config = apalis_sqlite::Config::default().queue(std::any::type_name::<J>());
                 if let Some(heartbeat) = settings.sql_heartbeat {
                     config = config.heartbeat_interval(heartbeat);
@@ -279,5 +303,50 @@ impl PollStrategy for PushWake {
             }
             _ => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sqlx::Row;
+
+    use super::*;
+
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    struct Probe;
+
+    impl QueueJob for Probe {
+        const QUEUE: QueueSettings = QueueSettings {
+            job: "probe",
+            queue: "probe queue",
+            redis_queue: "probes",
+            worker: "probe-",
+            sql_heartbeat: None,
+            recheck_wakes: false,
+        };
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_stay_synchronous_after_setup() {
+        let dir = std::env::temp_dir().join(format!("comnestor-queue-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("sync.db").display());
+        let db = crate::server::connect_database(&url).await.unwrap();
+        JobQueue::<Probe>::in_database(&db).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..pool.size() {
+            held.push(pool.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            let row = sea_orm::sqlx::query("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            // 2 is FULL.
+            assert_eq!(row.get::<i64, _>(0), 2);
+        }
+        drop(held);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
