@@ -639,6 +639,7 @@ struct PublishLog {
 /// most `inflight` requests outstanding. When the server answers too slowly for that, the
 /// schedule slips and the achieved rate says so.
 async fn publish(target: Arc<Target>, spec: &DeliverySpec, names: &[Arc<str>]) -> PublishLog {
+    let names: Arc<[Arc<str>]> = names.into();
     let log = Arc::new(Mutex::new(PublishLog {
         status: vec![Vec::new(); names.len()],
         sent_unix_ms: Vec::new(),
@@ -685,7 +686,7 @@ async fn publish(target: Arc<Target>, spec: &DeliverySpec, names: &[Arc<str>]) -
             }
             let target = target.clone();
             let log = log.clone();
-            let names = names.to_vec();
+            let names = names.clone();
             let (api, size) = (spec.api, spec.payload);
             tokio::spawn(async move {
                 send(&target, api, &names, items, size, &log).await;

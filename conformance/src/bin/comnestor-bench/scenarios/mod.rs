@@ -28,7 +28,9 @@ pub struct PublishArgs {
     /// Bytes of event data.
     #[arg(long, default_value_t = 100)]
     pub payload: usize,
-    /// Events per HTTP request (1 uses /events, more use /batch_events, at most 10).
+    /// Most events per HTTP request (at most 10): events due at the same moment, or waiting
+    /// because every request slot was busy, go together to /batch_events; a lone event goes
+    /// to /events.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Most publish requests outstanding at once.
