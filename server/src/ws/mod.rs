@@ -28,12 +28,17 @@ use crate::http::json_error;
 /// connection with close code 1009.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
+/// Frames written before tungstenite hands them to the socket. The connection task feeds a
+/// batch of queued frames and then flushes, so a busy connection sends one batch per `send`
+/// call instead of one call per frame; an idle one never grows this buffer.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
 /// Small buffers: most Pusher frames are a few hundred bytes, and idle connections should cost
 /// little memory.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(4 * 1024 * 1024)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
