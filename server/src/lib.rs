@@ -19,6 +19,7 @@
 //!
 //! Also:
 //! - [`webhooks`]: Pusher webhooks — batched, filtered, signed, queued, retried, recorded.
+//! - [`memory`]: returning freed memory to the system after many connections leave.
 //! - [`server`]: wiring it together, the app refresher, and graceful shutdown.
 //! - [`cli`]: the `comnestor` command line.
 //! - [`testing`]: a server on port 0 for tests.
@@ -34,6 +35,7 @@ pub mod eventlog;
 pub mod http;
 pub mod hub;
 pub mod intake;
+pub mod memory;
 pub mod pubsub;
 pub mod queue;
 pub mod rate;

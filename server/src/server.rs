@@ -235,6 +235,10 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     ));
     let mut background = spawn_pipeline(settings, addr, &intake, stopped.clone());
     background.extend(webhooks.spawn(stopped.clone()));
+    background.push(tokio::spawn(crate::memory::trim_after_disconnects(
+        ctx.hub.clone(),
+        stopped.clone(),
+    )));
     let cluster_tasks = cluster::spawn(&ctx.hub, &stopped);
     let routes = http::routes(ctx.clone());
     let grace = settings.shutdown_grace;
