@@ -230,14 +230,7 @@ impl IntakeApi {
             after: cursor.0,
             limit: limit.0.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE),
         };
-        let events = ctx
-            .intake
-            .log
-            .list(&auth.app().id, &filter)
-            .await
-            .map_err(|e| ProblemResponse::unavailable(&e))?;
-        let next_cursor = next_cursor(&events, filter.limit);
-        let events = events.iter().map(|e| record(e, None)).collect();
+        let (events, next_cursor) = page(&ctx.intake, auth.app(), &filter).await?;
         Ok(PageResponse::Ok(Json(EventPage {
             events,
             next_cursor,
@@ -316,14 +309,7 @@ impl IntakeApi {
             limit: limit.0.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE),
             ..EventFilter::default()
         };
-        let events = ctx
-            .intake
-            .log
-            .list(&auth.app().id, &filter)
-            .await
-            .map_err(|e| ProblemResponse::unavailable(&e))?;
-        let next_cursor = next_cursor(&events, filter.limit);
-        let events = events.iter().map(|e| record(e, None)).collect();
+        let (events, next_cursor) = page(&ctx.intake, auth.app(), &filter).await?;
         Ok(HistoryResponse::Ok(Json(ChannelHistory {
             channel: channel.0,
             events,
@@ -476,10 +462,25 @@ fn accepted(event: &LoggedEvent) -> PublishResponse {
     PublishResponse::Accepted(Json(body), status_url)
 }
 
-fn next_cursor(events: &[LoggedEvent], limit: u64) -> Option<String> {
-    (events.len() as u64 == limit)
+/// One page of `app`'s events matching `filter`, with the cursor of the next page when this one
+/// is full.
+async fn page(
+    intake: &Intake,
+    app: &App,
+    filter: &EventFilter,
+) -> ApiResult<(Vec<EventRecord>, Option<String>)> {
+    let events = intake
+        .log
+        .list(&app.id, filter)
+        .await
+        .map_err(|e| ProblemResponse::unavailable(&e))?;
+    let next_cursor = (events.len() as u64 == filter.limit)
         .then(|| events.last().map(|e| e.id.clone()))
-        .flatten()
+        .flatten();
+    Ok((
+        events.iter().map(|e| record(e, None)).collect(),
+        next_cursor,
+    ))
 }
 
 fn record(event: &LoggedEvent, attempts: Option<&[AttemptRecord]>) -> EventRecord {
