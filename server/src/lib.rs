@@ -28,6 +28,7 @@
 //! SDK and the conformance suite.
 
 pub mod apps;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -40,6 +41,7 @@ pub mod pubsub;
 pub mod queue;
 pub mod rate;
 pub mod server;
+pub mod sqlite;
 pub mod testing;
 pub mod webhooks;
 pub mod ws;

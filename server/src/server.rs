@@ -35,6 +35,8 @@ pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
     if url.starts_with("sqlite:") && url.contains(":memory:") {
         // Every pooled connection to `:memory:` would be a separate, empty database.
         options.max_connections(1).min_connections(1);
+    } else if url.starts_with("sqlite:") {
+        crate::sqlite::tune_file(&mut options);
     }
     let db = Database::connect(options)
         .await
@@ -174,7 +176,10 @@ async fn build_intake(
         redis = settings.redis_url.is_some(),
         "intake pipeline ready"
     );
-    Ok(Intake::new(EventLog::new(db), queue, bus, apps))
+    let log = EventLog::open(db)
+        .await
+        .context("cannot open the event log")?;
+    Ok(Intake::new(log, queue, bus, apps))
 }
 
 /// `hub`, sharing its state with the other nodes through Redis when `cluster` is on.
@@ -207,6 +212,7 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
         registry.clone(),
         settings.webhooks,
     );
+    let checkpoint_db = db.clone();
     let intake = build_intake(settings, db, registry.clone()).await?;
     let ctx = Arc::new(Context {
         apps: registry.clone(),
@@ -235,6 +241,10 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     ));
     let mut background = spawn_pipeline(settings, addr, &intake, stopped.clone());
     background.extend(webhooks.spawn(stopped.clone()));
+    background.push(tokio::spawn(crate::sqlite::run_checkpointer(
+        checkpoint_db,
+        stopped.clone(),
+    )));
     background.push(tokio::spawn(crate::memory::trim_after_disconnects(
         ctx.hub.clone(),
         stopped.clone(),

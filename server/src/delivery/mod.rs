@@ -4,6 +4,12 @@
 //!
 //! Failed attempts are recorded and retried with exponential backoff and jitter; after the
 //! configured number of attempts the event is marked dead.
+//!
+//! A job queued by the intake carries the event, so its first attempt reads nothing from the
+//! log; retries, and jobs the sweeper queues again, carry only the id and read the event, and
+//! whether it still needs delivering, from the log. Attempts are recorded in groups
+//! ([`crate::batch`]), one transaction for all that finished while the previous group was
+//! written.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +19,51 @@ use comnestor_protocol::signing::sign_request;
 use rand::Rng;
 
 use crate::apps::{App, AppRegistry, now_millis};
-use crate::eventlog::{AttemptOutcome, EventLog, EventStatus, LoggedEvent};
-use crate::queue::Queue;
+use crate::batch::Batcher;
+use crate::eventlog::{AttemptOutcome, AttemptRecordNew, EventLog, EventStatus, LoggedEvent};
+use crate::queue::{Delivery, FreshEvent, Queue};
+
+/// Most attempts recorded in one transaction.
+const RECORD_BATCH: usize = 64;
+
+/// An event on its way out, as its job or the log gives it.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    id: String,
+    app_id: String,
+    channels: Vec<String>,
+    name: String,
+    data: String,
+    socket_id: Option<String>,
+    /// Attempts already made.
+    attempts: i32,
+}
+
+impl Outgoing {
+    fn fresh(id: String, event: FreshEvent) -> Self {
+        Self {
+            id,
+            app_id: event.app_id,
+            channels: event.channels,
+            name: event.name,
+            data: event.data,
+            socket_id: event.socket_id,
+            attempts: 0,
+        }
+    }
+
+    fn logged(event: LoggedEvent) -> Self {
+        Self {
+            id: event.id,
+            app_id: event.app_id,
+            channels: event.channels,
+            name: event.event,
+            data: event.data,
+            socket_id: event.socket_id,
+            attempts: event.attempts,
+        }
+    }
+}
 
 /// How deliveries are retried.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +136,7 @@ impl Target {
 /// Runs delivery attempts.
 pub struct Deliverer {
     log: EventLog,
+    recorder: Batcher<AttemptRecordNew, Result<(), String>>,
     apps: AppRegistry,
     queue: Queue,
     http: reqwest::Client,
@@ -113,8 +163,24 @@ impl Deliverer {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("a reqwest client with the ring TLS provider builds");
+        let recorder = {
+            let log = log.clone();
+            Batcher::spawn(RECORD_BATCH, move |records: Vec<AttemptRecordNew>| {
+                let log = log.clone();
+                async move {
+                    let result = log.record_attempts(&records).await;
+                    let result = result.map_err(|e| e.to_string());
+                    if let Err(error) = &result {
+                        let ids: Vec<&str> = records.iter().map(|r| r.event_id.as_str()).collect();
+                        tracing::error!(event_ids = ?ids, %error, "cannot record delivery attempts");
+                    }
+                    vec![result; records.len()]
+                }
+            })
+        };
         Arc::new(Self {
             log,
+            recorder,
             apps,
             queue,
             http,
@@ -123,7 +189,15 @@ impl Deliverer {
         })
     }
 
-    /// Delivers one event, recording the attempt and scheduling a retry on failure.
+    /// Runs one delivery job: the event it carries, or the logged event it names.
+    pub async fn deliver_job(&self, job: Delivery) {
+        match job.event {
+            Some(event) => self.attempt(Outgoing::fresh(job.event_id, event)).await,
+            None => self.deliver(&job.event_id).await,
+        }
+    }
+
+    /// Delivers one logged event, recording the attempt and scheduling a retry on failure.
     /// An event already delivered or dead is left alone, so a duplicate job is harmless.
     pub async fn deliver(&self, event_id: &str) {
         let event = match self.log.find(event_id).await {
@@ -134,14 +208,11 @@ impl Deliverer {
         if matches!(event.status, EventStatus::Delivered | EventStatus::Dead) {
             return;
         }
-        let attempt = match self.log.mark_sending(&event).await {
-            Ok(attempt) => attempt,
-            Err(error) => {
-                return self
-                    .retry_later(event_id, event.attempts as u32 + 1, &error.to_string())
-                    .await;
-            }
-        };
+        self.attempt(Outgoing::logged(event)).await;
+    }
+
+    async fn attempt(&self, event: Outgoing) {
+        let attempt = event.attempts + 1;
         let started_at = now_millis();
         let clock = Instant::now();
         let result = match self.apps.by_id(&event.app_id) {
@@ -162,10 +233,10 @@ impl Deliverer {
             status_code,
             error,
         };
-        self.finish(&event, outcome).await;
+        self.finish(&event.id, outcome).await;
     }
 
-    async fn finish(&self, event: &LoggedEvent, outcome: AttemptOutcome) {
+    async fn finish(&self, event_id: &str, outcome: AttemptOutcome) {
         let attempt = outcome.attempt as u32;
         let status = match (&outcome.error, attempt >= self.retry.max_attempts) {
             (None, _) => EventStatus::Delivered,
@@ -173,14 +244,28 @@ impl Deliverer {
             (Some(_), false) => EventStatus::Retrying,
         };
         if let Some(error) = &outcome.error {
-            tracing::warn!(event_id = %event.id, attempt, error = %error, status = status.as_str(), "delivery attempt failed");
+            tracing::warn!(event_id, attempt, error = %error, status = status.as_str(), "delivery attempt failed");
         }
-        if let Err(error) = self.log.record_attempt(&event.id, outcome, status).await {
-            tracing::error!(event_id = %event.id, %error, "cannot record delivery attempt");
+        let record = AttemptRecordNew {
+            event_id: event_id.to_owned(),
+            outcome,
+            status,
+        };
+        if status != EventStatus::Retrying {
+            // Delivered or dead: nothing follows the record, so the job need not wait for it
+            // (the recorder logs a failure). Should the process die before the record is
+            // written, the event stays `queued` and the sweeper delivers it again: at least
+            // once.
+            if !self.recorder.send(record).await {
+                tracing::error!(event_id, "cannot record delivery attempt: recorder stopped");
+            }
+            return;
         }
-        if status == EventStatus::Retrying {
-            self.schedule(&event.id, attempt).await;
+        // The retry is scheduled only once the log says `retrying`, so that the two agree.
+        if self.recorder.submit(record).await.is_none() {
+            tracing::error!(event_id, "cannot record delivery attempt: recorder stopped");
         }
+        self.schedule(event_id, attempt).await;
     }
 
     async fn retry_later(&self, event_id: &str, attempt: u32, error: &str) {
@@ -201,13 +286,9 @@ impl Deliverer {
     }
 
     /// POSTs the signed trigger. Returns the status on a 2xx answer.
-    async fn send(
-        &self,
-        target: &Target,
-        event: &LoggedEvent,
-    ) -> Result<u16, (Option<u16>, String)> {
+    async fn send(&self, target: &Target, event: &Outgoing) -> Result<u16, (Option<u16>, String)> {
         let body = TriggerRequest {
-            name: event.event.clone(),
+            name: event.name.clone(),
             data: event.data.clone(),
             channels: Some(event.channels.clone()),
             channel: None,

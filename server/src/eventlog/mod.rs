@@ -5,17 +5,20 @@
 //! stays `accepted` (the process died between logging and queueing) is picked up by the
 //! sweeper and queued again.
 
+mod durable;
 mod entities;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use sea_orm::sea_query::{ExprTrait, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 
+pub use durable::WalSync;
 pub use entities::attempt::Model as AttemptRecord;
 use entities::{attempt, event, event_channel};
 
@@ -117,6 +120,8 @@ pub struct EventFilter {
 #[derive(Debug, Clone)]
 pub struct EventLog {
     db: DatabaseConnection,
+    /// Makes inserts durable on SQLite, whose connection does not sync every commit.
+    wal: Option<Arc<WalSync>>,
 }
 
 /// A new event id: a ULID, so ids sort by creation time.
@@ -125,65 +130,100 @@ pub fn new_event_id() -> String {
 }
 
 impl EventLog {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// The log in `db`, syncing SQLite's WAL after inserts when its connection does not.
+    pub async fn open(db: DatabaseConnection) -> Result<Self, DbErr> {
+        let wal = WalSync::for_database(&db).await?;
+        Ok(Self { db, wal })
     }
 
-    /// Writes an event and its channels in one transaction, with status `accepted`.
+    /// Writes an event and its channels in one transaction, with status `accepted`, and
+    /// returns once that is on disk.
     pub async fn insert(&self, new: NewEvent) -> Result<LoggedEvent, DbErr> {
-        let id = new_event_id();
-        let logged_at = now_millis();
-        let txn = self.db.begin().await?;
-        event::ActiveModel {
-            id: Set(id.clone()),
-            app_id: Set(new.app_id.clone()),
-            event: Set(new.event.clone()),
-            size: Set(new.data.len() as i32),
-            data: Set(new.data.clone()),
-            socket_id: Set(new.socket_id.clone()),
-            status: Set(EventStatus::Accepted.as_str().to_owned()),
-            attempts: Set(0),
-            last_error: Set(None),
-            idempotency_key: Set(new.idempotency_key.clone()),
-            request_hash: Set(new.request_hash.clone()),
-            replay_of: Set(new.replay_of.clone()),
-            received_at: Set(new.received_at),
-            logged_at: Set(logged_at),
-            queued_at: Set(None),
-            sent_at: Set(None),
-            acknowledged_at: Set(None),
+        let mut events = self.insert_many(vec![new]).await?;
+        events
+            .pop()
+            .ok_or_else(|| DbErr::Custom("insert wrote no event".into()))
+    }
+
+    /// Writes events and their channels in one transaction, with status `accepted`, and
+    /// returns once that is on disk. All or none: one failing row (a repeated idempotency
+    /// key) fails them all.
+    pub async fn insert_many(&self, news: Vec<NewEvent>) -> Result<Vec<LoggedEvent>, DbErr> {
+        if news.is_empty() {
+            return Ok(Vec::new());
         }
-        .insert(&txn)
-        .await?;
-        let rows = new
-            .channels
+        let logged_at = now_millis();
+        let events: Vec<LoggedEvent> = news
+            .into_iter()
+            .map(|new| LoggedEvent {
+                id: new_event_id(),
+                app_id: new.app_id,
+                channels: new.channels,
+                event: new.event,
+                data: new.data,
+                socket_id: new.socket_id,
+                status: EventStatus::Accepted,
+                attempts: 0,
+                last_error: None,
+                idempotency_key: new.idempotency_key,
+                request_hash: new.request_hash,
+                replay_of: new.replay_of,
+                received_at: new.received_at,
+                logged_at,
+                queued_at: None,
+                sent_at: None,
+                acknowledged_at: None,
+            })
+            .collect();
+        let rows: Vec<_> = events
             .iter()
-            .map(|channel| event_channel::ActiveModel {
-                event_id: Set(id.clone()),
-                app_id: Set(new.app_id.clone()),
-                channel: Set(channel.clone()),
-            });
-        event_channel::Entity::insert_many(rows).exec(&txn).await?;
+            .map(|e| event::ActiveModel {
+                id: Set(e.id.clone()),
+                app_id: Set(e.app_id.clone()),
+                event: Set(e.event.clone()),
+                size: Set(e.data.len() as i32),
+                data: Set(e.data.clone()),
+                socket_id: Set(e.socket_id.clone()),
+                status: Set(EventStatus::Accepted.as_str().to_owned()),
+                attempts: Set(0),
+                last_error: Set(None),
+                idempotency_key: Set(e.idempotency_key.clone()),
+                request_hash: Set(e.request_hash.clone()),
+                replay_of: Set(e.replay_of.clone()),
+                received_at: Set(e.received_at),
+                logged_at: Set(logged_at),
+                queued_at: Set(None),
+                sent_at: Set(None),
+                acknowledged_at: Set(None),
+            })
+            .collect();
+        // Collected before the first `await`: a lazy iterator borrowing `events` would make
+        // the future not `Send`.
+        let channels: Vec<_> = events
+            .iter()
+            .flat_map(|e| {
+                e.channels.iter().map(|channel| event_channel::ActiveModel {
+                    event_id: Set(e.id.clone()),
+                    app_id: Set(e.app_id.clone()),
+                    channel: Set(channel.clone()),
+                })
+            })
+            .collect();
+        // At most 64 events of 17 columns per statement, well under every backend's limit
+        // on bound parameters; callers batch fewer.
+        let txn = self.db.begin().await?;
+        // `exec_without_returning`: the rows are known, so nothing is read back.
+        event::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        event_channel::Entity::insert_many(channels)
+            .exec_without_returning(&txn)
+            .await?;
         txn.commit().await?;
-        Ok(LoggedEvent {
-            id,
-            app_id: new.app_id,
-            channels: new.channels,
-            event: new.event,
-            data: new.data,
-            socket_id: new.socket_id,
-            status: EventStatus::Accepted,
-            attempts: 0,
-            last_error: None,
-            idempotency_key: new.idempotency_key,
-            request_hash: new.request_hash,
-            replay_of: new.replay_of,
-            received_at: new.received_at,
-            logged_at,
-            queued_at: None,
-            sent_at: None,
-            acknowledged_at: None,
-        })
+        if let Some(wal) = &self.wal {
+            wal.after_commit().await?;
+        }
+        Ok(events)
     }
 
     /// The event `app_id` logged under `key`, if any.
@@ -286,25 +326,23 @@ impl EventLog {
 
     /// Marks an event queued.
     pub async fn mark_queued(&self, id: &str) -> Result<i64, DbErr> {
-        let now = now_millis();
-        self.update(id, |row| {
-            row.status = Set(EventStatus::Queued.as_str().to_owned());
-            row.queued_at = Set(Some(now));
-        })
-        .await?;
-        Ok(now)
+        self.mark_queued_many(&[id.to_owned()]).await
     }
 
-    /// Records that an attempt is about to be sent; returns its number.
-    pub async fn mark_sending(&self, event: &LoggedEvent) -> Result<i32, DbErr> {
-        let attempt = event.attempts + 1;
+    /// Marks events queued, in one statement; returns the time it recorded.
+    pub async fn mark_queued_many(&self, ids: &[String]) -> Result<i64, DbErr> {
         let now = now_millis();
-        self.update(&event.id, |row| {
-            row.attempts = Set(attempt);
-            row.sent_at = Set(Some(now));
-        })
-        .await?;
-        Ok(attempt)
+        let row = event::ActiveModel {
+            status: Set(EventStatus::Queued.as_str().to_owned()),
+            queued_at: Set(Some(now)),
+            ..Default::default()
+        };
+        event::Entity::update_many()
+            .set(row)
+            .filter(event::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .exec(&self.db)
+            .await?;
+        Ok(now)
     }
 
     /// Records an attempt's outcome and the event's new status.
@@ -314,39 +352,87 @@ impl EventLog {
         outcome: AttemptOutcome,
         status: EventStatus,
     ) -> Result<(), DbErr> {
-        attempt::ActiveModel {
-            event_id: Set(id.to_owned()),
-            attempt: Set(outcome.attempt),
-            started_at: Set(outcome.started_at),
-            duration_ms: Set(outcome.duration_ms),
-            status_code: Set(outcome.status_code),
-            error: Set(outcome.error.clone()),
-            ..Default::default()
-        }
-        .insert(&self.db)
-        .await?;
-        let acknowledged = (status == EventStatus::Delivered).then(now_millis);
-        self.update(id, |row| {
-            row.status = Set(status.as_str().to_owned());
-            row.last_error = Set(outcome.error.clone());
-            if acknowledged.is_some() {
-                row.acknowledged_at = Set(acknowledged);
-            }
-        })
+        self.record_attempts(&[AttemptRecordNew {
+            event_id: id.to_owned(),
+            outcome,
+            status,
+        }])
         .await
     }
 
-    async fn update(
-        &self,
-        id: &str,
-        change: impl FnOnce(&mut event::ActiveModel),
-    ) -> Result<(), DbErr> {
-        let mut row = event::ActiveModel {
-            id: sea_orm::Unchanged(id.to_owned()),
-            ..Default::default()
+    /// Records attempts' outcomes and their events' new statuses (attempt count, time sent,
+    /// last error, and the time acknowledged for a delivered one), in one transaction.
+    pub async fn record_attempts(&self, records: &[AttemptRecordNew]) -> Result<(), DbErr> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = records
+            .iter()
+            .map(|r| attempt::ActiveModel {
+                event_id: Set(r.event_id.clone()),
+                attempt: Set(r.outcome.attempt),
+                started_at: Set(r.outcome.started_at),
+                duration_ms: Set(r.outcome.duration_ms),
+                status_code: Set(r.outcome.status_code),
+                error: Set(r.outcome.error.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let now = now_millis();
+        // One UPDATE for the whole group, each column chosen per row by id.
+        let per_row = |column: event::Column, value: &dyn Fn(&AttemptRecordNew) -> Option<Expr>| {
+            let mut case = CaseStatement::new();
+            let mut arms = 0;
+            for record in records {
+                if let Some(value) = value(record) {
+                    case = case.case(event::Column::Id.eq(record.event_id.as_str()), value);
+                    arms += 1;
+                }
+            }
+            // `CASE ELSE x END` is not SQL: with no row to change, the column keeps its value.
+            if arms == 0 {
+                return Expr::col(column);
+            }
+            Expr::Case(Box::new(case.finally(Expr::col(column))))
         };
-        change(&mut row);
-        event::Entity::update(row).exec(&self.db).await.map(|_| ())
+        let update = event::Entity::update_many()
+            .col_expr(
+                event::Column::Status,
+                per_row(event::Column::Status, &|r| {
+                    Some(Expr::val(r.status.as_str()))
+                }),
+            )
+            .col_expr(
+                event::Column::Attempts,
+                per_row(event::Column::Attempts, &|r| {
+                    Some(Expr::val(r.outcome.attempt))
+                }),
+            )
+            .col_expr(
+                event::Column::SentAt,
+                per_row(event::Column::SentAt, &|r| {
+                    Some(Expr::val(r.outcome.started_at))
+                }),
+            )
+            .col_expr(
+                event::Column::LastError,
+                per_row(event::Column::LastError, &|r| {
+                    Some(Expr::val(r.outcome.error.clone()))
+                }),
+            )
+            .col_expr(
+                event::Column::AcknowledgedAt,
+                per_row(event::Column::AcknowledgedAt, &|r| {
+                    (r.status == EventStatus::Delivered).then(|| Expr::val(now))
+                }),
+            )
+            .filter(event::Column::Id.is_in(records.iter().map(|r| r.event_id.as_str())));
+        let txn = self.db.begin().await?;
+        attempt::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+        update.exec(&txn).await?;
+        txn.commit().await
     }
 
     /// Events still `accepted` that were logged before `before` (Unix ms).
@@ -428,6 +514,14 @@ impl EventLog {
     pub fn connection(&self) -> &impl ConnectionTrait {
         &self.db
     }
+}
+
+/// An attempt to record, with the status it leaves its event in.
+#[derive(Debug, Clone)]
+pub struct AttemptRecordNew {
+    pub event_id: String,
+    pub outcome: AttemptOutcome,
+    pub status: EventStatus,
 }
 
 /// One delivery attempt's result.

@@ -4,6 +4,9 @@
 //! An accepted event is logged (stage 2), its metadata published for operators (stage 3) and a
 //! delivery job queued (stage 4) before the intake answers `202 Accepted`; the worker
 //! (stage 5) delivers it to the WebSocket server (stage 6).
+//!
+//! Stages 2 to 4 run in groups ([`crate::batch`]): the events accepted while the previous group
+//! was being written are logged in one transaction, synced to disk once, and queued in one more.
 
 mod api;
 mod auth;
@@ -22,6 +25,7 @@ pub use auth::verify_signatures;
 pub use problem::{Problem, ProblemResponse, allow_methods, problem_from_error};
 
 use crate::apps::{App, AppRegistry, now_millis};
+use crate::batch::Batcher;
 use crate::eventlog::{EventLog, LoggedEvent, NewEvent};
 use crate::pubsub::{Bus, EventMetadata};
 use crate::queue::Queue;
@@ -61,6 +65,20 @@ pub struct Intake {
     pub bus: Bus,
     pub apps: AppRegistry,
     limits: DashMap<String, Arc<Mutex<TokenBucket>>>,
+    writer: Batcher<NewEvent, Result<Written, AcceptError>>,
+}
+
+/// Most events logged and queued in one group. 64 rows of the event table's 17 columns stay
+/// far below every backend's limit on bound parameters.
+const WRITE_BATCH: usize = 64;
+
+/// What the group writer did with one event.
+#[derive(Debug)]
+enum Written {
+    /// Logged now, and handed to the queue.
+    New(LoggedEvent),
+    /// Another request with the same idempotency key logged it first.
+    Existing(LoggedEvent),
 }
 
 /// Why an event was not accepted.
@@ -73,12 +91,20 @@ pub enum AcceptError {
 
 impl Intake {
     pub fn new(log: EventLog, queue: Queue, bus: Bus, apps: AppRegistry) -> Arc<Self> {
+        let writer = {
+            let (log, queue, bus) = (log.clone(), queue.clone(), bus.clone());
+            Batcher::spawn(WRITE_BATCH, move |news: Vec<NewEvent>| {
+                let (log, queue, bus) = (log.clone(), queue.clone(), bus.clone());
+                async move { write_group(&log, &queue, &bus, news).await }
+            })
+        };
         Arc::new(Self {
             log,
             queue,
             bus,
             apps,
             limits: DashMap::new(),
+            writer,
         })
     }
 
@@ -135,15 +161,13 @@ impl Intake {
             replay_of: None,
             received_at,
         };
-        let event = match self.log.insert(new).await {
-            Ok(event) => event,
-            Err(error) => {
-                return self
-                    .concurrent_duplicate(&app.id, idempotency_key, &hash, error)
-                    .await;
-            }
-        };
-        self.dispatch(event).await
+        match self.writer.submit(new).await {
+            Some(Ok(Written::New(event) | Written::Existing(event))) => Ok(event),
+            Some(Err(error)) => Err(error),
+            None => Err(AcceptError::Log(sea_orm::DbErr::Custom(
+                "the event log writer has stopped".into(),
+            ))),
+        }
     }
 
     /// Re-delivers a logged event as a new event that records what it replays.
@@ -163,45 +187,99 @@ impl Intake {
         self.dispatch(event).await
     }
 
-    /// Two requests with one idempotency key raced; the loser answers with the winner's event.
-    async fn concurrent_duplicate(
-        &self,
-        app_id: &str,
-        key: Option<String>,
-        hash: &str,
-        error: sea_orm::DbErr,
-    ) -> Result<LoggedEvent, AcceptError> {
-        let Some(key) = key else {
-            return Err(AcceptError::Log(error));
-        };
-        match self
-            .log
-            .find_by_idempotency_key(app_id, &key)
-            .await
-            .map_err(AcceptError::Log)?
-        {
-            Some(existing) if existing.request_hash == hash => Ok(existing),
-            Some(_) => Err(AcceptError::IdempotencyConflict),
-            None => Err(AcceptError::Log(error)),
-        }
-    }
-
     /// Publishes the metadata and queues the delivery. A queue failure leaves the event
     /// `accepted`; the sweeper queues it later, so the caller still gets its 202.
-    async fn dispatch(&self, mut event: LoggedEvent) -> Result<LoggedEvent, AcceptError> {
-        self.bus.publish(metadata(&event)).await;
-        match self.queue.push(&event.id, None).await {
-            Ok(()) => {
-                if let Ok(queued_at) = self.log.mark_queued(&event.id).await {
-                    event.queued_at = Some(queued_at);
-                    event.status = crate::eventlog::EventStatus::Queued;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(event_id = %event.id, %error, "event logged but not queued; the sweeper will retry")
-            }
-        }
+    async fn dispatch(&self, event: LoggedEvent) -> Result<LoggedEvent, AcceptError> {
+        let mut event = event;
+        dispatch_group(&self.log, &self.queue, &self.bus, &mut [&mut event]).await;
         Ok(event)
+    }
+}
+
+/// Logs, announces and queues a group of accepted events; answers each in order.
+async fn write_group(
+    log: &EventLog,
+    queue: &Queue,
+    bus: &Bus,
+    news: Vec<NewEvent>,
+) -> Vec<Result<Written, AcceptError>> {
+    let mut written = match log.insert_many(news.clone()).await {
+        Ok(events) => events.into_iter().map(|e| Ok(Written::New(e))).collect(),
+        // One row failed the whole group (a repeated idempotency key, most likely): write
+        // each on its own, so that only that one fails.
+        Err(_) if news.len() > 1 => {
+            let mut written = Vec::with_capacity(news.len());
+            for new in news {
+                written.push(insert_one(log, new).await);
+            }
+            written
+        }
+        Err(error) => {
+            let new = news.into_iter().next().expect("a group has an event");
+            vec![concurrent_duplicate(log, &new, error).await]
+        }
+    };
+    let mut fresh: Vec<&mut LoggedEvent> = written
+        .iter_mut()
+        .filter_map(|result| match result {
+            Ok(Written::New(event)) => Some(event),
+            _ => None,
+        })
+        .collect();
+    dispatch_group(log, queue, bus, &mut fresh).await;
+    written
+}
+
+async fn insert_one(log: &EventLog, new: NewEvent) -> Result<Written, AcceptError> {
+    match log.insert(new.clone()).await {
+        Ok(event) => Ok(Written::New(event)),
+        Err(error) => concurrent_duplicate(log, &new, error).await,
+    }
+}
+
+/// An insert failed. When two requests with one idempotency key raced, the loser answers with
+/// the winner's event; otherwise the error stands.
+async fn concurrent_duplicate(
+    log: &EventLog,
+    new: &NewEvent,
+    error: sea_orm::DbErr,
+) -> Result<Written, AcceptError> {
+    let Some(key) = &new.idempotency_key else {
+        return Err(AcceptError::Log(error));
+    };
+    match log
+        .find_by_idempotency_key(&new.app_id, key)
+        .await
+        .map_err(AcceptError::Log)?
+    {
+        Some(existing) if existing.request_hash == new.request_hash => {
+            Ok(Written::Existing(existing))
+        }
+        Some(_) => Err(AcceptError::IdempotencyConflict),
+        None => Err(AcceptError::Log(error)),
+    }
+}
+
+/// Publishes the events' metadata and queues their deliveries in one write. A queue failure
+/// leaves them `accepted`; the sweeper queues them later, so their callers still get a 202.
+async fn dispatch_group(log: &EventLog, queue: &Queue, bus: &Bus, events: &mut [&mut LoggedEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    for event in events.iter() {
+        bus.publish(metadata(event)).await;
+    }
+    if let Err(error) = queue.push_fresh(events.iter().map(|e| &**e)).await {
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        tracing::warn!(event_ids = ?ids, %error, "events logged but not queued; the sweeper will retry");
+        return;
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    if let Ok(queued_at) = log.mark_queued_many(&ids).await {
+        for event in events.iter_mut() {
+            event.queued_at = Some(queued_at);
+            event.status = crate::eventlog::EventStatus::Queued;
+        }
     }
 }
 

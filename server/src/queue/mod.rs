@@ -1,7 +1,8 @@
 //! Stage 4, the delivery queue, on apalis: SQLite or Postgres in the same database as the
 //! event log, or Redis in production.
 //!
-//! A job holds only an event id; the event itself lives in the log. Pushing a job also wakes
+//! A job the intake queues carries the event, so that its first attempt reads nothing back;
+//! retries carry only the id and read the event from the log. Pushing a job also wakes
 //! this process's worker at once (see [`JobQueue`]), so the embedded default adds no polling
 //! interval to the path from intake to subscribers. Jobs pushed by other processes, and
 //! retries scheduled for later, are found by polling every [`POLL_INTERVAL`].
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 pub use jobs::{JobHandler, JobQueue, QueueError, QueueJob, QueueSettings};
 
 use crate::delivery::Deliverer;
+use crate::eventlog::LoggedEvent;
 
 /// How often the worker looks for jobs it was not woken for, by default.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -32,6 +34,34 @@ const HEARTBEAT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub event_id: String,
+    /// The event itself, in a job queued as the event was logged. Absent in retries and in
+    /// jobs queued again by the sweeper (and in jobs queued before this field existed), which
+    /// read the event from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<FreshEvent>,
+}
+
+/// What a first delivery attempt needs of a newly logged event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreshEvent {
+    pub app_id: String,
+    pub channels: Vec<String>,
+    pub name: String,
+    pub data: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<String>,
+}
+
+impl FreshEvent {
+    fn of(event: &LoggedEvent) -> Self {
+        Self {
+            app_id: event.app_id.clone(),
+            channels: event.channels.clone(),
+            name: event.event.clone(),
+            data: event.data.clone(),
+            socket_id: event.socket_id.clone(),
+        }
+    }
 }
 
 impl QueueJob for Delivery {
@@ -53,8 +83,25 @@ impl JobQueue<Delivery> {
     pub async fn push(&self, event_id: &str, delay: Option<Duration>) -> Result<(), QueueError> {
         let job = Delivery {
             event_id: event_id.to_owned(),
+            event: None,
         };
         self.enqueue(job, delay).await
+    }
+
+    /// Queues the first delivery of newly logged events, each job carrying its event, in one
+    /// write.
+    pub async fn push_fresh(
+        &self,
+        events: impl IntoIterator<Item = &LoggedEvent>,
+    ) -> Result<(), QueueError> {
+        let jobs = events
+            .into_iter()
+            .map(|event| Delivery {
+                event_id: event.id.clone(),
+                event: Some(FreshEvent::of(event)),
+            })
+            .collect();
+        self.enqueue_many(jobs).await
     }
 
     /// Runs a worker with `concurrency` parallel deliveries until `stop` turns true. It is
@@ -74,6 +121,6 @@ impl JobQueue<Delivery> {
 /// itself always completes.
 impl JobHandler<Delivery> for Deliverer {
     async fn handle(&self, job: Delivery) {
-        self.deliver(&job.event_id).await;
+        self.deliver_job(job).await;
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use comnestor_server::eventlog::{EventLog, NewEvent};
+use comnestor_server::eventlog::{
+    AttemptOutcome, AttemptRecordNew, EventLog, EventStatus, NewEvent, WalSync,
+};
 use comnestor_server::intake;
 use serde_json::{Value, json};
 
@@ -254,7 +256,7 @@ async fn pruning_deletes_at_most_one_batch_at_a_time() {
     let db = comnestor_server::server::connect_database("sqlite::memory:")
         .await
         .unwrap();
-    let log = EventLog::new(db);
+    let log = EventLog::open(db).await.unwrap();
     let old = now_millis() - 8 * 86_400_000;
     for _ in 0..25 {
         log.insert(old_event("1", old)).await.unwrap();
@@ -297,4 +299,142 @@ async fn retention_removes_events_older_than_the_apps_retention() {
     assert_eq!(ids(&history), std::slice::from_ref(&kept.id));
     assert_eq!(intake::prune_expired(server.intake(), 10).await, 0);
     server.shutdown().await;
+}
+
+fn outcome(attempt: i32, started_at: i64, error: Option<&str>) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt,
+        started_at,
+        duration_ms: 3,
+        status_code: Some(if error.is_some() { 500 } else { 200 }),
+        error: error.map(str::to_owned),
+    }
+}
+
+fn record(event_id: &str, outcome: AttemptOutcome, status: EventStatus) -> AttemptRecordNew {
+    AttemptRecordNew {
+        event_id: event_id.to_owned(),
+        outcome,
+        status,
+    }
+}
+
+#[tokio::test]
+async fn a_group_of_attempts_gives_each_event_its_own_outcome() {
+    let db = comnestor_server::server::connect_database("sqlite::memory:")
+        .await
+        .unwrap();
+    let log = EventLog::open(db).await.unwrap();
+    let now = now_millis();
+    let events = log
+        .insert_many((0..4).map(|_| old_event("1", now)).collect())
+        .await
+        .unwrap();
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| events[i].id.clone());
+    log.record_attempts(&[
+        record(&a, outcome(1, 1000, None), EventStatus::Delivered),
+        record(
+            &b,
+            outcome(1, 1001, Some("target answered 500")),
+            EventStatus::Retrying,
+        ),
+        record(&c, outcome(10, 1002, Some("timeout")), EventStatus::Dead),
+    ])
+    .await
+    .unwrap();
+    // A group with no delivered event leaves `acknowledged_at` alone.
+    log.record_attempts(&[record(
+        &d,
+        outcome(1, 1003, Some("refused")),
+        EventStatus::Retrying,
+    )])
+    .await
+    .unwrap();
+
+    let a = log.find(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.attempts, a.sent_at),
+        (EventStatus::Delivered, 1, Some(1000))
+    );
+    assert!(
+        a.last_error.is_none() && a.acknowledged_at.is_some(),
+        "{a:?}"
+    );
+    let b = log.find(&b).await.unwrap().unwrap();
+    assert_eq!(
+        (b.status, b.attempts, b.sent_at),
+        (EventStatus::Retrying, 1, Some(1001))
+    );
+    assert_eq!(b.last_error.as_deref(), Some("target answered 500"));
+    assert!(b.acknowledged_at.is_none(), "{b:?}");
+    let c = log.find(&c).await.unwrap().unwrap();
+    assert_eq!((c.status, c.attempts), (EventStatus::Dead, 10));
+    assert!(c.acknowledged_at.is_none(), "{c:?}");
+    let d = log.find(&d).await.unwrap().unwrap();
+    assert_eq!((d.status, d.sent_at), (EventStatus::Retrying, Some(1003)));
+    for (event, code) in [(&a, 200), (&b, 500), (&c, 500), (&d, 500)] {
+        let attempts = log.attempts(&event.id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].status_code, Some(code));
+    }
+}
+
+#[tokio::test]
+async fn a_group_insert_is_all_or_nothing() {
+    let db = comnestor_server::server::connect_database("sqlite::memory:")
+        .await
+        .unwrap();
+    let log = EventLog::open(db).await.unwrap();
+    let keyed = |key: &str| NewEvent {
+        idempotency_key: Some(key.to_owned()),
+        ..old_event("1", now_millis())
+    };
+    let written = log
+        .insert_many(vec![keyed("k1"), keyed("k2")])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 2);
+    assert!(written.iter().all(|e| e.status == EventStatus::Accepted));
+    // "k1" again fails the whole group: "k3" is not written either.
+    assert!(
+        log.insert_many(vec![keyed("k3"), keyed("k1")])
+            .await
+            .is_err()
+    );
+    assert_eq!(log.count("1").await.unwrap(), 2);
+    assert!(
+        log.find_by_idempotency_key("1", "k3")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A SQLite file runs `synchronous = NORMAL` and the log syncs the WAL after its inserts; an
+/// in-memory database needs no sync.
+#[tokio::test]
+async fn a_sqlite_file_syncs_its_wal_after_inserts_and_memory_does_not() {
+    let dir = std::env::temp_dir().join(format!("comnestor-wal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("log.db").display());
+    let db = comnestor_server::server::connect_database(&url)
+        .await
+        .unwrap();
+    assert!(WalSync::for_database(&db).await.unwrap().is_some());
+    let log = EventLog::open(db).await.unwrap();
+    let inserts = (0..40).map(|_| {
+        let log = log.clone();
+        tokio::spawn(async move { log.insert(old_event("1", now_millis())).await })
+    });
+    for insert in inserts.collect::<Vec<_>>() {
+        insert.await.unwrap().unwrap();
+    }
+    assert_eq!(log.count("1").await.unwrap(), 40);
+    assert!(dir.join("log.db-wal").exists());
+
+    let memory = comnestor_server::server::connect_database("sqlite::memory:")
+        .await
+        .unwrap();
+    assert!(WalSync::for_database(&memory).await.unwrap().is_none());
+    std::fs::remove_dir_all(&dir).ok();
 }
