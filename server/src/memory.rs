@@ -30,8 +30,9 @@ pub async fn trim_after_disconnects(hub: Arc<Hub>, mut stopped: watch::Receiver<
             _ = ticker.tick() => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
+        // The hub's own peak, so that a burst that came and went between two checks counts.
         let live = hub.live_connections();
-        peak = peak.max(live);
+        peak = peak.max(hub.take_peak_connections());
         if should_trim(peak, live) {
             // A trim walks the whole heap: keep it off the runtime's worker threads.
             let _ = tokio::task::spawn_blocking(release_free_memory).await;

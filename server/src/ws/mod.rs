@@ -33,11 +33,16 @@ pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// call instead of one call per frame; an idle one never grows this buffer.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// Bytes tungstenite reads at a time. Every connection holds this buffer for its whole life,
+/// idle or not; Pusher client frames (subscribe, ping, a client event) are a few hundred bytes,
+/// and a larger frame grows the buffer to its size.
+const READ_BUFFER_BYTES: usize = 1024;
+
 /// Small buffers: most Pusher frames are a few hundred bytes, and idle connections should cost
 /// little memory.
 fn socket_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(4 * 1024 * 1024)
         .max_message_size(Some(MAX_FRAME_BYTES))
