@@ -37,6 +37,7 @@ pub mod http;
 pub mod hub;
 pub mod intake;
 pub mod memory;
+pub mod periodic;
 pub mod pubsub;
 pub mod queue;
 pub mod rate;

@@ -21,15 +21,10 @@ const MIN_DROP: usize = 1_000;
 
 /// Trims after the live connection count fell by at least half of its peak (and by
 /// [`MIN_DROP`]), then starts watching for the next peak. Returns when `stopped` turns true.
-pub async fn trim_after_disconnects(hub: Arc<Hub>, mut stopped: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(CHECK_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn trim_after_disconnects(hub: Arc<Hub>, stopped: watch::Receiver<bool>) {
     let mut peak = 0;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
+    let mut every = crate::periodic::Every::new(CHECK_EVERY, stopped);
+    while every.tick().await {
         // The hub's own peak, so that a burst that came and went between two checks counts.
         let live = hub.live_connections();
         peak = peak.max(hub.take_peak_connections());

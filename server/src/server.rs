@@ -347,15 +347,10 @@ fn spawn_pipeline(
 async fn refresh_apps(
     ctx: Arc<Context>,
     every: std::time::Duration,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
+    let mut every = crate::periodic::Every::new(every, stopped);
+    while every.tick().await {
         match ctx.apps.reload().await {
             Ok(changed) => {
                 for (old, new) in changed {

@@ -72,7 +72,7 @@ fn install_busy_handler(
 
 /// Checkpoints `db`'s WAL every [`CHECKPOINT_EVERY`] on a connection of its own, until `stop`
 /// turns true. Does nothing for other databases, or SQLite not in WAL mode.
-pub async fn run_checkpointer(db: DatabaseConnection, mut stop: watch::Receiver<bool>) {
+pub async fn run_checkpointer(db: DatabaseConnection, stop: watch::Receiver<bool>) {
     if db.get_database_backend() != DbBackend::Sqlite {
         return;
     }
@@ -95,13 +95,8 @@ pub async fn run_checkpointer(db: DatabaseConnection, mut stop: watch::Receiver<
     {
         tracing::warn!(%error, "checkpoints will wait for locks in milliseconds");
     }
-    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
+    let mut every = crate::periodic::Every::new(CHECKPOINT_EVERY, stop);
+    while every.tick().await {
         if let Err(error) = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&mut conn)
             .await

@@ -301,13 +301,9 @@ pub fn metadata(event: &LoggedEvent) -> EventMetadata {
 }
 
 /// Queues events left `accepted` by a crash between logging and queueing, every `every`.
-pub async fn run_sweeper(intake: Arc<Intake>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+pub async fn run_sweeper(intake: Arc<Intake>, every: Duration, stop: watch::Receiver<bool>) {
+    let mut every = crate::periodic::Every::new(every, stop);
+    while every.tick().await {
         if let Err(error) = sweep(&intake, SWEEP_AFTER).await {
             tracing::warn!(%error, "sweeper cannot read the event log");
         }
@@ -363,13 +359,9 @@ pub async fn sweep_stalled(intake: &Intake, older_than: Duration) -> Result<usiz
 }
 
 /// Deletes events older than each app's retention, in batches, every `every`.
-pub async fn run_retention(intake: Arc<Intake>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+pub async fn run_retention(intake: Arc<Intake>, every: Duration, stop: watch::Receiver<bool>) {
+    let mut every = crate::periodic::Every::new(every, stop);
+    while every.tick().await {
         prune_expired(&intake, RETENTION_BATCH).await;
     }
 }

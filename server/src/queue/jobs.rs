@@ -314,17 +314,12 @@ impl<J: QueueJob> JobQueue<J> {
     }
 
     /// Deletes finished jobs every [`PRUNE_EVERY`] until `stop` turns true.
-    async fn prune_until(&self, mut stop: watch::Receiver<bool>) {
+    async fn prune_until(&self, stop: watch::Receiver<bool>) {
         if self.sql.is_none() {
             return;
         }
-        let mut ticker = tokio::time::interval(PRUNE_EVERY);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+        let mut every = crate::periodic::Every::new(PRUNE_EVERY, stop);
+        while every.tick().await {
             loop {
                 match self.prune_done().await {
                     Ok(n) if n as i64 == PRUNE_BATCH => continue,

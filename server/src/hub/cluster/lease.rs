@@ -28,14 +28,9 @@ pub fn spawn(hub: &Arc<Hub>, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<
 }
 
 /// Every third of the lease: renews it, then reaps nodes whose lease ran out.
-async fn heartbeat(hub: Arc<Hub>, cluster: Arc<Cluster>, mut stopped: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(cluster.ttl / 3);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
+async fn heartbeat(hub: Arc<Hub>, cluster: Arc<Cluster>, stopped: watch::Receiver<bool>) {
+    let mut every = crate::periodic::Every::new(cluster.ttl / 3, stopped);
+    while every.tick().await {
         if cluster.is_halted() {
             continue;
         }
