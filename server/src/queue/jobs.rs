@@ -152,6 +152,17 @@ enum SqlPool {
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_BATCH: i64 = 1000;
 
+/// Runs `$op` on the storage that backs a queue, whichever it is, with its error as text.
+macro_rules! on_storage {
+    ($storage:expr, |$s:ident| $op:expr) => {
+        match $storage {
+            Storage::Sqlite(mut $s) => $op.await.map_err(|e| e.to_string()),
+            Storage::Postgres(mut $s) => $op.await.map_err(|e| e.to_string()),
+            Storage::Redis(mut $s) => $op.await.map_err(|e| e.to_string()),
+        }
+    };
+}
+
 /// The handle to push jobs of type `J` and run their worker.
 pub struct JobQueue<J> {
     storage: Storage<J>,
@@ -249,19 +260,18 @@ impl<J: QueueJob> JobQueue<J> {
             task = task.run_after(delay);
         }
         let task = task.build();
-        let result = match self.storage.clone() {
-            Storage::Sqlite(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-            Storage::Postgres(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-            Storage::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
-        };
-        result.map_err(|message| QueueError {
-            job: J::QUEUE.job,
-            message,
-        })?;
+        on_storage!(self.storage.clone(), |s| s.push_task(task)).map_err(Self::error)?;
         if delay.is_none() {
             let _ = self.wake.unbounded_send(());
         }
         Ok(())
+    }
+
+    fn error(message: String) -> QueueError {
+        QueueError {
+            job: J::QUEUE.job,
+            message,
+        }
     }
 
     /// Queues jobs to run now, in one write (one transaction on SQL backends), and wakes this
@@ -270,15 +280,7 @@ impl<J: QueueJob> JobQueue<J> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let result = match self.storage.clone() {
-            Storage::Sqlite(mut s) => s.push_bulk(jobs).await.map_err(|e| e.to_string()),
-            Storage::Postgres(mut s) => s.push_bulk(jobs).await.map_err(|e| e.to_string()),
-            Storage::Redis(mut s) => s.push_bulk(jobs).await.map_err(|e| e.to_string()),
-        };
-        result.map_err(|message| QueueError {
-            job: J::QUEUE.job,
-            message,
-        })?;
+        on_storage!(self.storage.clone(), |s| s.push_bulk(jobs)).map_err(Self::error)?;
         let _ = self.wake.unbounded_send(());
         Ok(())
     }

@@ -237,6 +237,14 @@ async fn the_stream_sends_metadata_filtered_by_channel_or_event() {
     server.shutdown().await;
 }
 
+/// An event log in a fresh in-memory database.
+async fn memory_log() -> EventLog {
+    let db = comnestor_server::server::connect_database("sqlite::memory:")
+        .await
+        .unwrap();
+    EventLog::open(db).await.unwrap()
+}
+
 fn old_event(app_id: &str, received_at: i64) -> NewEvent {
     NewEvent {
         app_id: app_id.to_owned(),
@@ -253,10 +261,7 @@ fn old_event(app_id: &str, received_at: i64) -> NewEvent {
 
 #[tokio::test]
 async fn pruning_deletes_at_most_one_batch_at_a_time() {
-    let db = comnestor_server::server::connect_database("sqlite::memory:")
-        .await
-        .unwrap();
-    let log = EventLog::open(db).await.unwrap();
+    let log = memory_log().await;
     let old = now_millis() - 8 * 86_400_000;
     for _ in 0..25 {
         log.insert(old_event("1", old)).await.unwrap();
@@ -321,10 +326,7 @@ fn record(event_id: &str, outcome: AttemptOutcome, status: EventStatus) -> Attem
 
 #[tokio::test]
 async fn a_group_of_attempts_gives_each_event_its_own_outcome() {
-    let db = comnestor_server::server::connect_database("sqlite::memory:")
-        .await
-        .unwrap();
-    let log = EventLog::open(db).await.unwrap();
+    let log = memory_log().await;
     let now = now_millis();
     let events = log
         .insert_many((0..4).map(|_| old_event("1", now)).collect())
@@ -381,10 +383,7 @@ async fn a_group_of_attempts_gives_each_event_its_own_outcome() {
 
 #[tokio::test]
 async fn a_group_insert_is_all_or_nothing() {
-    let db = comnestor_server::server::connect_database("sqlite::memory:")
-        .await
-        .unwrap();
-    let log = EventLog::open(db).await.unwrap();
+    let log = memory_log().await;
     let keyed = |key: &str| NewEvent {
         idempotency_key: Some(key.to_owned()),
         ..old_event("1", now_millis())
