@@ -487,4 +487,31 @@ mod tests {
         drop(held);
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    #[tokio::test]
+    async fn finished_jobs_are_pruned_and_others_are_kept() {
+        let dir = std::env::temp_dir().join(format!("comnestor-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("prune.db").display());
+        let db = crate::server::connect_database(&url).await.unwrap();
+        let queue = JobQueue::<Probe>::in_database(&db).await.unwrap();
+        queue.enqueue_many(vec![Probe, Probe, Probe]).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        // Two of the three finish.
+        sea_orm::sqlx::query(
+            "UPDATE Jobs SET status = 'Done' WHERE rowid IN (SELECT rowid FROM Jobs LIMIT 2)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        assert_eq!(queue.prune_done().await.unwrap(), 2);
+        assert_eq!(queue.prune_done().await.unwrap(), 0);
+        let left: i64 =
+            sea_orm::sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Pending'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(left, 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

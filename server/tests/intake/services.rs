@@ -2,17 +2,18 @@
 //! and bus, MySQL as log. These need the real services and fail when they are not provided.
 
 use comnestor_server::config::QueueKind;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
 use crate::eventlog::{next_metadata, open_stream};
-use crate::support::{Options, SHARED_SERVICES, Server, service_url};
+use crate::support::{Options, PATIENCE, SHARED_SERVICES, Server, service_url};
 
 #[tokio::test]
 async fn postgres_as_log_and_queue_end_to_end() {
     let url = service_url("COMNESTOR_TEST_POSTGRES_URL", "Postgres");
     let _serial = SHARED_SERVICES.lock().await;
     let server = Server::start_with(Options {
-        database_url: url,
+        database_url: url.clone(),
         ..Options::default()
     })
     .await;
@@ -27,6 +28,28 @@ async fn postgres_as_log_and_queue_end_to_end() {
     assert_eq!(event["attempts"], 1);
     let (_, history) = server.get("/api/channels/pg/history").await;
     assert_eq!(history["events"][0]["id"], id);
+    // The finished job does not stay in apalis's table: the worker prunes it.
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT COUNT(*) AS n FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'",
+                [std::any::type_name::<comnestor_server::queue::Delivery>().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if row.try_get::<i64>("", "n").unwrap() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "finished jobs were not pruned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     server.shutdown().await;
 }
 
