@@ -19,6 +19,7 @@
 //!
 //! Also:
 //! - [`webhooks`]: Pusher webhooks — batched, filtered, signed, queued, retried, recorded.
+//! - [`transaction`]: one transaction for an event and its delivery job in one database.
 //! - [`memory`]: returning freed memory to the system after many connections leave.
 //! - [`server`]: wiring it together, the app refresher, and graceful shutdown.
 //! - [`cli`]: the `comnestor` command line.
@@ -44,6 +45,7 @@ pub mod rate;
 pub mod server;
 pub mod sqlite;
 pub mod testing;
+pub mod transaction;
 pub mod webhooks;
 pub mod ws;
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    TransactionTrait,
 };
 use serde::Serialize;
 
@@ -23,6 +24,7 @@ pub use entities::attempt::Model as AttemptRecord;
 use entities::{attempt, event, event_channel};
 
 use crate::apps::now_millis;
+use crate::transaction::SqlTx;
 
 /// Where an event is on its way to subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, poem_openapi::Enum)]
@@ -129,6 +131,70 @@ pub fn new_event_id() -> String {
     ulid::Ulid::generate().to_string().to_ascii_lowercase()
 }
 
+/// The log's records of new events, logged now with `status`; a `queued` event was queued at
+/// the same time.
+fn new_records(news: Vec<NewEvent>, status: EventStatus) -> Vec<LoggedEvent> {
+    let logged_at = now_millis();
+    let queued_at = (status == EventStatus::Queued).then_some(logged_at);
+    news.into_iter()
+        .map(|new| LoggedEvent {
+            id: new_event_id(),
+            app_id: new.app_id,
+            channels: new.channels,
+            event: new.event,
+            data: new.data,
+            socket_id: new.socket_id,
+            status,
+            attempts: 0,
+            last_error: None,
+            idempotency_key: new.idempotency_key,
+            request_hash: new.request_hash,
+            replay_of: new.replay_of,
+            received_at: new.received_at,
+            logged_at,
+            queued_at,
+            sent_at: None,
+            acknowledged_at: None,
+        })
+        .collect()
+}
+
+/// The two inserts that log `events` (not empty): their rows, then their channels. Nothing is
+/// read back, since the rows are known. At most 64 events of 17 columns per statement stay well
+/// under every backend's limit on bound parameters; callers batch fewer.
+fn insert_statements(events: &[LoggedEvent], backend: DbBackend) -> [Statement; 2] {
+    let rows = events.iter().map(|e| event::ActiveModel {
+        id: Set(e.id.clone()),
+        app_id: Set(e.app_id.clone()),
+        event: Set(e.event.clone()),
+        size: Set(e.data.len() as i32),
+        data: Set(e.data.clone()),
+        socket_id: Set(e.socket_id.clone()),
+        status: Set(e.status.as_str().to_owned()),
+        attempts: Set(0),
+        last_error: Set(None),
+        idempotency_key: Set(e.idempotency_key.clone()),
+        request_hash: Set(e.request_hash.clone()),
+        replay_of: Set(e.replay_of.clone()),
+        received_at: Set(e.received_at),
+        logged_at: Set(e.logged_at),
+        queued_at: Set(e.queued_at),
+        sent_at: Set(None),
+        acknowledged_at: Set(None),
+    });
+    let channels = events.iter().flat_map(|e| {
+        e.channels.iter().map(|channel| event_channel::ActiveModel {
+            event_id: Set(e.id.clone()),
+            app_id: Set(e.app_id.clone()),
+            channel: Set(channel.clone()),
+        })
+    });
+    [
+        event::Entity::insert_many(rows).build(backend),
+        event_channel::Entity::insert_many(channels).build(backend),
+    ]
+}
+
 impl EventLog {
     /// The log in `db`, syncing SQLite's WAL after inserts when its connection does not.
     pub async fn open(db: DatabaseConnection) -> Result<Self, DbErr> {
@@ -152,78 +218,42 @@ impl EventLog {
         if news.is_empty() {
             return Ok(Vec::new());
         }
-        let logged_at = now_millis();
-        let events: Vec<LoggedEvent> = news
-            .into_iter()
-            .map(|new| LoggedEvent {
-                id: new_event_id(),
-                app_id: new.app_id,
-                channels: new.channels,
-                event: new.event,
-                data: new.data,
-                socket_id: new.socket_id,
-                status: EventStatus::Accepted,
-                attempts: 0,
-                last_error: None,
-                idempotency_key: new.idempotency_key,
-                request_hash: new.request_hash,
-                replay_of: new.replay_of,
-                received_at: new.received_at,
-                logged_at,
-                queued_at: None,
-                sent_at: None,
-                acknowledged_at: None,
-            })
-            .collect();
-        let rows: Vec<_> = events
-            .iter()
-            .map(|e| event::ActiveModel {
-                id: Set(e.id.clone()),
-                app_id: Set(e.app_id.clone()),
-                event: Set(e.event.clone()),
-                size: Set(e.data.len() as i32),
-                data: Set(e.data.clone()),
-                socket_id: Set(e.socket_id.clone()),
-                status: Set(EventStatus::Accepted.as_str().to_owned()),
-                attempts: Set(0),
-                last_error: Set(None),
-                idempotency_key: Set(e.idempotency_key.clone()),
-                request_hash: Set(e.request_hash.clone()),
-                replay_of: Set(e.replay_of.clone()),
-                received_at: Set(e.received_at),
-                logged_at: Set(logged_at),
-                queued_at: Set(None),
-                sent_at: Set(None),
-                acknowledged_at: Set(None),
-            })
-            .collect();
-        // Collected before the first `await`: a lazy iterator borrowing `events` would make
-        // the future not `Send`.
-        let channels: Vec<_> = events
-            .iter()
-            .flat_map(|e| {
-                e.channels.iter().map(|channel| event_channel::ActiveModel {
-                    event_id: Set(e.id.clone()),
-                    app_id: Set(e.app_id.clone()),
-                    channel: Set(channel.clone()),
-                })
-            })
-            .collect();
-        // At most 64 events of 17 columns per statement, well under every backend's limit
-        // on bound parameters; callers batch fewer.
+        let events = new_records(news, EventStatus::Accepted);
+        let backend = self.db.get_database_backend();
         let txn = self.db.begin().await?;
-        // `exec_without_returning`: the rows are known, so nothing is read back.
-        event::Entity::insert_many(rows)
-            .exec_without_returning(&txn)
-            .await?;
-        event_channel::Entity::insert_many(channels)
-            .exec_without_returning(&txn)
-            .await?;
+        for statement in insert_statements(&events, backend) {
+            txn.execute_raw(statement).await?;
+        }
         txn.commit().await?;
-        if let Some(wal) = &self.wal {
-            wal.after_commit().await?;
+        self.make_durable().await?;
+        Ok(events)
+    }
+
+    /// Writes events and their channels in `tx`, with status `queued`: the caller queues
+    /// their jobs in the same transaction, commits it, then calls [`EventLog::make_durable`].
+    /// `tx` must be on this log's database.
+    pub async fn insert_queued_in(
+        &self,
+        tx: &mut SqlTx,
+        news: Vec<NewEvent>,
+    ) -> Result<Vec<LoggedEvent>, DbErr> {
+        let events = new_records(news, EventStatus::Queued);
+        if events.is_empty() {
+            return Ok(events);
+        }
+        for statement in insert_statements(&events, tx.backend()) {
+            tx.execute(statement).await?;
         }
         Ok(events)
+    }
+
+    /// Returns once every insert committed so far is on disk. Only SQLite, whose connection
+    /// does not sync each commit, has anything to do.
+    pub async fn make_durable(&self) -> Result<(), DbErr> {
+        match &self.wal {
+            Some(wal) => wal.after_commit().await,
+            None => Ok(()),
+        }
     }
 
     /// The event `app_id` logged under `key`, if any.
@@ -511,7 +541,9 @@ impl EventLog {
             .await
     }
 
-    pub fn connection(&self) -> &impl ConnectionTrait {
+    /// The database the log is in, for statements of its own and for a transaction
+    /// ([`SqlTx`]) that writes other rows with the log's.
+    pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 }

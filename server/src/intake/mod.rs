@@ -6,13 +6,10 @@
 //! (stage 5) delivers it to the WebSocket server (stage 6).
 //!
 //! Stages 2 to 4 run in groups ([`crate::batch`]): the events accepted while the previous group
-//! was being written are logged in one transaction, synced to disk once, and queued in one more.
-//!
-//! On the embedded default every stage shares SQLite's one connection, so at 1,000 events/s an
-//! event waits behind the other stages' statements: all are delivered, but the p99 from `POST`
-//! to subscriber is 17–21 ms on the benchmark machine, above the 10 ms target (BENCHMARKS.md).
-//! Writing an event and its job in one transaction would remove two of the waits; apalis's
-//! job insert does not take a sea-orm transaction, so that is not done yet.
+//! was being written are written together. With the queue in the log's database (SQLite or
+//! Postgres), a group's events and their jobs are one transaction ([`SqlTx`]), made durable
+//! once; with the queue on Redis, the events are logged in one transaction, then queued in one
+//! write and marked `queued` in another.
 
 mod api;
 mod auth;
@@ -36,6 +33,7 @@ use crate::eventlog::{EventLog, LoggedEvent, NewEvent};
 use crate::pubsub::{Bus, EventMetadata};
 use crate::queue::Queue;
 use crate::rate::TokenBucket;
+use crate::transaction::SqlTx;
 
 /// How old an `accepted` event must be before the sweeper queues it again.
 pub const SWEEP_AFTER: Duration = Duration::from_secs(5);
@@ -209,14 +207,20 @@ async fn write_group(
     bus: &Bus,
     news: Vec<NewEvent>,
 ) -> Vec<Result<Written, AcceptError>> {
-    let mut written = match log.insert_many(news.clone()).await {
+    let together = queue.is_in_database();
+    let first = if together {
+        log_and_queue(log, queue, news.clone()).await
+    } else {
+        log.insert_many(news.clone()).await
+    };
+    let mut written = match first {
         Ok(events) => events.into_iter().map(|e| Ok(Written::New(e))).collect(),
         // One row failed the whole group (a repeated idempotency key, most likely): write
         // each on its own, so that only that one fails.
         Err(_) if news.len() > 1 => {
             let mut written = Vec::with_capacity(news.len());
             for new in news {
-                written.push(insert_one(log, new).await);
+                written.push(write_one(log, queue, together, new).await);
             }
             written
         }
@@ -232,13 +236,56 @@ async fn write_group(
             _ => None,
         })
         .collect();
-    dispatch_group(log, queue, bus, &mut fresh).await;
+    if together {
+        for event in &fresh {
+            bus.publish(metadata(event)).await;
+        }
+    } else {
+        dispatch_group(log, queue, bus, &mut fresh).await;
+    }
     written
 }
 
-async fn insert_one(log: &EventLog, new: NewEvent) -> Result<Written, AcceptError> {
-    match log.insert(new.clone()).await {
-        Ok(event) => Ok(Written::New(event)),
+/// Logs events and queues their deliveries in one transaction, made durable once: both or
+/// neither. For a queue in the log's own database.
+async fn log_and_queue(
+    log: &EventLog,
+    queue: &Queue,
+    news: Vec<NewEvent>,
+) -> Result<Vec<LoggedEvent>, sea_orm::DbErr> {
+    let Some(mut tx) = SqlTx::begin(log.connection()).await? else {
+        return Err(sea_orm::DbErr::Custom(format!(
+            "a {} queue in a database with no transaction to share",
+            queue.backend_name()
+        )));
+    };
+    let events = log.insert_queued_in(&mut tx, news).await?;
+    queue
+        .push_fresh_in(&mut tx, &events)
+        .await
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    tx.commit().await?;
+    log.make_durable().await?;
+    queue.wake();
+    Ok(events)
+}
+
+async fn write_one(
+    log: &EventLog,
+    queue: &Queue,
+    together: bool,
+    new: NewEvent,
+) -> Result<Written, AcceptError> {
+    let written = if together {
+        log_and_queue(log, queue, vec![new.clone()]).await
+    } else {
+        log.insert_many(vec![new.clone()]).await
+    };
+    match written.map(|mut events| events.pop()) {
+        Ok(Some(event)) => Ok(Written::New(event)),
+        Ok(None) => Err(AcceptError::Log(sea_orm::DbErr::Custom(
+            "the log wrote no event".into(),
+        ))),
         Err(error) => concurrent_duplicate(log, &new, error).await,
     }
 }

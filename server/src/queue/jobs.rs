@@ -24,6 +24,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::transaction::SqlTx;
+
 /// Creates apalis's tables on `pool`, then gives back the durability its setup takes away:
 /// apalis sets `PRAGMA synchronous = OFF` on whichever pooled connection it ran on, and that
 /// pool also writes the event log. With `OFF` even a checkpoint skips its syncs, so a power cut
@@ -283,6 +285,51 @@ impl<J: QueueJob> JobQueue<J> {
         on_storage!(self.storage.clone(), |s| s.push_bulk(jobs)).map_err(Self::error)?;
         let _ = self.wake.unbounded_send(());
         Ok(())
+    }
+
+    /// Whether this queue's jobs are rows of the database it was opened in, so that they can be
+    /// written in a [`SqlTx`] with other rows ([`JobQueue::push_in`]).
+    pub fn is_in_database(&self) -> bool {
+        self.sql.is_some()
+    }
+
+    /// Writes jobs to run now in `tx`, a transaction on the database this queue was opened in
+    /// ([`JobQueue::in_database`]), with apalis's own insert. They become visible when the
+    /// caller commits; then [`JobQueue::wake`] starts this process's worker on them.
+    pub async fn push_in(&self, tx: &mut SqlTx, jobs: &[J]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        // The codec both SQL storages decode jobs with.
+        let codec = apalis_sqlite::JsonCodec::<Vec<u8>>::default();
+        let tasks = jobs
+            .iter()
+            .map(|job| codec.encode(job).map(|args| TaskBuilder::new(args).build()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Self::error(e.to_string()))?;
+        let queue = std::any::type_name::<J>();
+        match (tx, &self.storage) {
+            (SqlTx::Sqlite(tx), Storage::Sqlite(_)) => {
+                apalis_sqlite::queries::push_tasks(&mut **tx, queue, &tasks)
+                    .await
+                    .map_err(|e| Self::error(e.to_string()))
+            }
+            (SqlTx::Postgres(tx), Storage::Postgres(_)) => {
+                apalis_postgres::queries::push_tasks(&mut **tx, queue, tasks)
+                    .await
+                    .map_err(|e| Self::error(e.to_string()))
+            }
+            (tx, _) => Err(Self::error(format!(
+                "a {:?} transaction cannot hold jobs of a {} queue",
+                tx.backend(),
+                self.backend_name()
+            ))),
+        }
+    }
+
+    /// Wakes this process's worker, after jobs pushed in a transaction are committed.
+    pub fn wake(&self) {
+        let _ = self.wake.unbounded_send(());
     }
 
     /// Deletes up to [`PRUNE_BATCH`] finished jobs of this queue from a SQL backend; returns

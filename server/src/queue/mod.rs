@@ -21,6 +21,7 @@ pub use jobs::{JobHandler, JobQueue, QueueError, QueueJob, QueueSettings};
 
 use crate::delivery::Deliverer;
 use crate::eventlog::LoggedEvent;
+use crate::transaction::SqlTx;
 
 /// How often the worker looks for jobs it was not woken for, by default.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -64,6 +65,16 @@ impl FreshEvent {
     }
 }
 
+impl Delivery {
+    /// The first delivery of a newly logged event, carrying the event.
+    fn fresh(event: &LoggedEvent) -> Self {
+        Self {
+            event_id: event.id.clone(),
+            event: Some(FreshEvent::of(event)),
+        }
+    }
+}
+
 impl QueueJob for Delivery {
     const QUEUE: QueueSettings = QueueSettings {
         job: "delivery",
@@ -94,14 +105,19 @@ impl JobQueue<Delivery> {
         &self,
         events: impl IntoIterator<Item = &LoggedEvent>,
     ) -> Result<(), QueueError> {
-        let jobs = events
-            .into_iter()
-            .map(|event| Delivery {
-                event_id: event.id.clone(),
-                event: Some(FreshEvent::of(event)),
-            })
-            .collect();
+        let jobs = events.into_iter().map(Delivery::fresh).collect();
         self.enqueue_many(jobs).await
+    }
+
+    /// Writes the first delivery of newly logged events in `tx`, each job carrying its event;
+    /// see [`JobQueue::push_in`].
+    pub async fn push_fresh_in(
+        &self,
+        tx: &mut SqlTx,
+        events: &[LoggedEvent],
+    ) -> Result<(), QueueError> {
+        let jobs: Vec<Delivery> = events.iter().map(Delivery::fresh).collect();
+        self.push_in(tx, &jobs).await
     }
 
     /// Runs a worker with `concurrency` parallel deliveries until `stop` turns true. It is

@@ -314,3 +314,74 @@ async fn the_sweeper_queues_again_an_event_whose_retry_was_lost() {
     assert_eq!(record["attempts"], 2);
     server.shutdown().await;
 }
+
+/// With the queue in the log's database, an event and its delivery job are one transaction:
+/// the event is logged already `queued`, with its job beside it.
+#[tokio::test]
+async fn an_event_is_logged_queued_with_its_job_in_one_transaction() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let server = Server::start_with(Options {
+        delivery_workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let id = server
+        .publish_ok(&json!({"channel": "together", "event": "e", "data": 1}))
+        .await;
+    let event = server.event(&id).await;
+    assert_eq!(event["status"], "queued", "{event:#}");
+    let stages = &event["stages"];
+    assert_eq!(stages["queued_at"], stages["logged_at"], "{event:#}");
+    let log = &server.intake().log;
+    let backend = log.connection().get_database_backend();
+    let jobs = log
+        .connection()
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT job FROM Jobs WHERE status = 'Pending'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let job: Vec<u8> = jobs[0].try_get_by_index(0).unwrap();
+    let job: Value = serde_json::from_slice(&job).unwrap();
+    assert_eq!(job["event_id"], id.as_str());
+    assert_eq!(job["event"]["channels"], json!(["together"]));
+    server.shutdown().await;
+}
+
+/// When the job cannot be written, neither is the event: the caller gets a 503, not a 202 for
+/// an event nothing would deliver.
+#[tokio::test]
+async fn an_event_whose_job_cannot_be_written_is_not_logged() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let server = Server::start_with(Options {
+        delivery_workers: 0,
+        ..Options::default()
+    })
+    .await;
+    server
+        .publish_ok(&json!({"channel": "together", "event": "before", "data": 1}))
+        .await;
+    let log = &server.intake().log;
+    let backend = log.connection().get_database_backend();
+    log.connection()
+        .execute_raw(Statement::from_string(backend, "DROP TABLE Jobs"))
+        .await
+        .unwrap();
+    let response = server
+        .publish(&json!({"channel": "together", "event": "after", "data": 2}))
+        .await;
+    crate::support::assert_problem(response, 503, "unavailable").await;
+    let (_, page) = server.get("/api/events?channel=together").await;
+    let names: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["before"]);
+    server.shutdown().await;
+}
