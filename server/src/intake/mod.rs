@@ -8,7 +8,8 @@
 //! Stages 2 to 4 run in groups ([`crate::batch`]): the events accepted while the previous group
 //! was being written are written together. With the queue in the log's database (SQLite or
 //! Postgres), a group's events and their jobs are one transaction ([`SqlTx`]), made durable
-//! once; with the queue on Redis, the events are logged in one transaction, then queued in one
+//! once, after which this process's worker runs the jobs it claimed in it (SQLite) or is woken
+//! to fetch them; with the queue on Redis, the events are logged in one transaction, then queued in one
 //! write and marked `queued` in another.
 
 mod api;
@@ -260,13 +261,13 @@ async fn log_and_queue(
         )));
     };
     let events = log.insert_queued_in(&mut tx, news).await?;
-    queue
+    let pushed = queue
         .push_fresh_in(&mut tx, &events)
         .await
         .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
     tx.commit().await?;
     log.make_durable().await?;
-    queue.wake();
+    pushed.committed();
     Ok(events)
 }
 

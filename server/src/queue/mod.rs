@@ -2,13 +2,17 @@
 //! event log, or Redis in production.
 //!
 //! A job the intake queues carries the event, so that its first attempt reads nothing back;
-//! retries carry only the id and read the event from the log. Pushing a job also wakes
-//! this process's worker at once (see [`JobQueue`]), so the embedded default adds no polling
-//! interval to the path from intake to subscribers. Jobs pushed by other processes, and
-//! retries scheduled for later, are found by polling every [`POLL_INTERVAL`].
+//! retries carry only the id and read the event from the log. With the queue in the log's
+//! database, the intake writes the event and its job in one transaction
+//! ([`JobQueue::push_in`]); on SQLite the job is written claimed by this process's worker,
+//! which runs it as soon as the transaction commits (`claims`). Other pushes wake this
+//! process's worker at once (see [`JobQueue`]), so no path from intake to subscribers waits for
+//! a polling interval. Jobs pushed by other processes, and retries scheduled for later, are
+//! found by polling every [`POLL_INTERVAL`].
 //!
 //! The queue itself is generic ([`JobQueue`]); the webhook queue is another instance of it.
 
+mod claims;
 mod jobs;
 
 use std::sync::Arc;
@@ -17,7 +21,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use jobs::{JobHandler, JobQueue, QueueError, QueueJob, QueueSettings};
+pub use claims::CLAIM_CAPACITY;
+pub use jobs::{JobHandler, JobQueue, Pushed, QueueError, QueueJob, QueueSettings};
 
 use crate::delivery::Deliverer;
 use crate::eventlog::LoggedEvent;
@@ -115,9 +120,9 @@ impl JobQueue<Delivery> {
         &self,
         tx: &mut SqlTx,
         events: &[LoggedEvent],
-    ) -> Result<(), QueueError> {
+    ) -> Result<Pushed<Delivery>, QueueError> {
         let jobs: Vec<Delivery> = events.iter().map(Delivery::fresh).collect();
-        self.push_in(tx, &jobs).await
+        self.push_in(tx, jobs).await
     }
 
     /// Runs a worker with `concurrency` parallel deliveries until `stop` turns true. It is

@@ -385,3 +385,60 @@ async fn an_event_whose_job_cannot_be_written_is_not_logged() {
     assert_eq!(names, ["before"]);
     server.shutdown().await;
 }
+
+/// This process's worker claims the jobs the intake writes: they are written locked by it
+/// (`Queued`, as apalis's fetch leaves a job before its lock marks it `Running`) and run at
+/// once, each exactly once.
+#[tokio::test]
+async fn fresh_jobs_are_claimed_by_this_process_and_run_once() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let target = Target::start_hanging().await;
+    let server = Server::start_with(Options {
+        app: target.settings(),
+        // Only a claim can start these jobs within the test.
+        queue_poll: Duration::from_secs(3600),
+        ..Options::default()
+    })
+    .await;
+    // Fewer than the worker's four deliveries at a time, so that every one runs at once.
+    let publishes = (0..3).map(|n| {
+        let server = &server;
+        async move {
+            server
+                .publish_ok(&json!({"channel": "claimed", "event": "e", "data": n}))
+                .await
+        }
+    });
+    let ids = futures_util::future::join_all(publishes).await;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    while target.requests().len() < ids.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claimed jobs did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = &server.intake().log;
+    let backend = log.connection().get_database_backend();
+    let rows = log
+        .connection()
+        .query_all_raw(Statement::from_string(
+            backend,
+            // The webhook queue keeps its jobs in the same table.
+            "SELECT status, lock_by FROM Jobs WHERE job_type LIKE '%::Delivery'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for row in &rows {
+        let status: String = row.try_get_by_index(0).unwrap();
+        let lock_by: Option<String> = row.try_get_by_index(1).unwrap();
+        assert_eq!(status, "Queued");
+        assert!(lock_by.unwrap_or_default().starts_with("delivery-"));
+    }
+    // Nothing else picks them up while they run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(target.requests().len(), ids.len());
+    server.shutdown().await;
+}
