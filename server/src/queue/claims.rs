@@ -63,15 +63,16 @@ impl<J: Send + 'static> Claimer<J> {
     }
 }
 
-/// Runs claimed jobs with `concurrency` at once and acknowledges them in groups, until `stop`
-/// turns true and the line is empty. Claims start once `worker` appears in apalis's `Workers`
-/// table and end when `stop` turns true; `slot` holds the claimer meanwhile.
+/// Runs claimed jobs, each holding a permit of `running` (shared with the jobs the worker
+/// fetches), and acknowledges them in groups, until `stop` turns true and the line is empty.
+/// Claims start once `worker` appears in apalis's `Workers` table and end when `stop` turns
+/// true; `slot` holds the claimer meanwhile.
 pub async fn run<J, H>(
     pool: SqlitePool,
     worker: String,
     slot: Arc<std::sync::RwLock<Option<Claimer<J>>>>,
     handler: Arc<H>,
-    concurrency: usize,
+    running: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) where
     J: Send + 'static,
@@ -117,7 +118,6 @@ pub async fn run<J, H>(
             }
         })
     };
-    let running = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let next = tokio::select! {

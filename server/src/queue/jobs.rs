@@ -529,12 +529,14 @@ impl<J: QueueJob> JobQueue<J> {
         let strategy = strategy.interval(poll_interval);
         let name = format!("{}-{}", settings.worker, ulid::Ulid::generate());
         let pruner = self.prune_until(stop.clone());
+        // Fetched and claimed jobs share one limit, so that `concurrency` holds for both.
+        let running = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let claims = {
             let (claims, handler, stop) = (self.claims.clone(), handler.clone(), stop.clone());
-            let (pool, worker) = (self.sql.clone(), name.clone());
+            let (pool, worker, running) = (self.sql.clone(), name.clone(), running.clone());
             async move {
                 if let Some(SqlPool::Sqlite(pool)) = pool {
-                    claims::run(pool, worker, claims, handler, concurrency, stop).await;
+                    claims::run(pool, worker, claims, handler, running, stop).await;
                 }
             }
         };
@@ -548,6 +550,7 @@ impl<J: QueueJob> JobQueue<J> {
                 WorkerBuilder::new(name)
                     .backend($backend)
                     .data(handler)
+                    .data(running)
                     .concurrency(concurrency)
                     .build(handle::<J, H>)
                     .run_until(signal)
@@ -570,7 +573,13 @@ impl<J: QueueJob> JobQueue<J> {
 
 /// The apalis job handler: hands the job to the queue's [`JobHandler`]. Failures are recorded
 /// and retried by that handler, so the job itself always completes.
-async fn handle<J, H: JobHandler<J>>(job: J, handler: Data<Arc<H>>) -> Result<(), BoxDynError> {
+async fn handle<J, H: JobHandler<J>>(
+    job: J,
+    handler: Data<Arc<H>>,
+    running: Data<Arc<tokio::sync::Semaphore>>,
+) -> Result<(), BoxDynError> {
+    // Never closed, so a permit always comes.
+    let _permit = running.acquire().await;
     handler.handle(job).await;
     Ok(())
 }
