@@ -648,12 +648,18 @@ mod tests {
         };
     }
 
+    /// A SQLite file in a folder of its own, opened as the server opens one; remove the
+    /// folder when done.
+    async fn file_database(name: &str) -> (DatabaseConnection, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("comnestor-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
+        (crate::server::connect_database(&url).await.unwrap(), dir)
+    }
+
     #[tokio::test]
     async fn sqlite_connections_stay_synchronous_after_setup() {
-        let dir = std::env::temp_dir().join(format!("comnestor-queue-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("sync.db").display());
-        let db = crate::server::connect_database(&url).await.unwrap();
+        let (db, dir) = file_database("queue").await;
         JobQueue::<Probe>::in_database(&db).await.unwrap();
         let pool = db.get_sqlite_connection_pool();
         let mut held = Vec::new();
@@ -675,10 +681,7 @@ mod tests {
 
     #[tokio::test]
     async fn finished_jobs_are_pruned_and_others_are_kept() {
-        let dir = std::env::temp_dir().join(format!("comnestor-prune-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("prune.db").display());
-        let db = crate::server::connect_database(&url).await.unwrap();
+        let (db, dir) = file_database("prune").await;
         let queue = JobQueue::<Probe>::in_database(&db).await.unwrap();
         queue.enqueue_many(vec![Probe, Probe, Probe]).await.unwrap();
         let pool = db.get_sqlite_connection_pool();

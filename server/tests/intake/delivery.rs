@@ -235,15 +235,7 @@ async fn the_in_process_worker_is_woken_by_each_push_not_by_polling() {
     })
     .await;
     let mut subscriber = server.subscribe("wake").await;
-    let burst = (0..30).map(|n| {
-        let server = &server;
-        async move {
-            server
-                .publish_ok(&json!({"channel": "wake", "event": "burst", "data": n}))
-                .await
-        }
-    });
-    futures_util::future::join_all(burst).await;
+    server.publish_burst("wake", "burst", 30).await;
     for _ in 0..30 {
         subscriber.next("burst").await;
     }
@@ -315,17 +307,30 @@ async fn the_sweeper_queues_again_an_event_whose_retry_was_lost() {
     server.shutdown().await;
 }
 
+/// A server that accepts and queues events but runs no delivery worker.
+async fn server_without_worker() -> Server {
+    Server::start_with(Options {
+        delivery_workers: 0,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Runs `sql` on the server's database; its rows.
+async fn query(server: &Server, sql: &str) -> Vec<sea_orm::QueryResult> {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let db = server.intake().log.connection();
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+}
+
 /// With the queue in the log's database, an event and its delivery job are one transaction:
 /// the event is logged already `queued`, with its job beside it.
 #[tokio::test]
 async fn an_event_is_logged_queued_with_its_job_in_one_transaction() {
-    use sea_orm::{ConnectionTrait, Statement};
-
-    let server = Server::start_with(Options {
-        delivery_workers: 0,
-        ..Options::default()
-    })
-    .await;
+    let server = server_without_worker().await;
     let id = server
         .publish_ok(&json!({"channel": "together", "event": "e", "data": 1}))
         .await;
@@ -333,16 +338,7 @@ async fn an_event_is_logged_queued_with_its_job_in_one_transaction() {
     assert_eq!(event["status"], "queued", "{event:#}");
     let stages = &event["stages"];
     assert_eq!(stages["queued_at"], stages["logged_at"], "{event:#}");
-    let log = &server.intake().log;
-    let backend = log.connection().get_database_backend();
-    let jobs = log
-        .connection()
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT job FROM Jobs WHERE status = 'Pending'",
-        ))
-        .await
-        .unwrap();
+    let jobs = query(&server, "SELECT job FROM Jobs WHERE status = 'Pending'").await;
     assert_eq!(jobs.len(), 1);
     let job: Vec<u8> = jobs[0].try_get_by_index(0).unwrap();
     let job: Value = serde_json::from_slice(&job).unwrap();
@@ -355,22 +351,11 @@ async fn an_event_is_logged_queued_with_its_job_in_one_transaction() {
 /// an event nothing would deliver.
 #[tokio::test]
 async fn an_event_whose_job_cannot_be_written_is_not_logged() {
-    use sea_orm::{ConnectionTrait, Statement};
-
-    let server = Server::start_with(Options {
-        delivery_workers: 0,
-        ..Options::default()
-    })
-    .await;
+    let server = server_without_worker().await;
     server
         .publish_ok(&json!({"channel": "together", "event": "before", "data": 1}))
         .await;
-    let log = &server.intake().log;
-    let backend = log.connection().get_database_backend();
-    log.connection()
-        .execute_raw(Statement::from_string(backend, "DROP TABLE Jobs"))
-        .await
-        .unwrap();
+    query(&server, "DROP TABLE Jobs").await;
     let response = server
         .publish(&json!({"channel": "together", "event": "after", "data": 2}))
         .await;
@@ -391,8 +376,6 @@ async fn an_event_whose_job_cannot_be_written_is_not_logged() {
 /// once, each exactly once.
 #[tokio::test]
 async fn fresh_jobs_are_claimed_by_this_process_and_run_once() {
-    use sea_orm::{ConnectionTrait, Statement};
-
     let target = Target::start_hanging().await;
     let server = Server::start_with(Options {
         app: target.settings(),
@@ -402,15 +385,7 @@ async fn fresh_jobs_are_claimed_by_this_process_and_run_once() {
     })
     .await;
     // Fewer than the worker's four deliveries at a time, so that every one runs at once.
-    let publishes = (0..3).map(|n| {
-        let server = &server;
-        async move {
-            server
-                .publish_ok(&json!({"channel": "claimed", "event": "e", "data": n}))
-                .await
-        }
-    });
-    let ids = futures_util::future::join_all(publishes).await;
+    let ids = server.publish_burst("claimed", "e", 3).await;
     let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while target.requests().len() < ids.len() {
         assert!(
@@ -419,17 +394,12 @@ async fn fresh_jobs_are_claimed_by_this_process_and_run_once() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let log = &server.intake().log;
-    let backend = log.connection().get_database_backend();
-    let rows = log
-        .connection()
-        .query_all_raw(Statement::from_string(
-            backend,
-            // The webhook queue keeps its jobs in the same table.
-            "SELECT status, lock_by FROM Jobs WHERE job_type LIKE '%::Delivery'",
-        ))
-        .await
-        .unwrap();
+    // The webhook queue keeps its jobs in the same table.
+    let rows = query(
+        &server,
+        "SELECT status, lock_by FROM Jobs WHERE job_type LIKE '%::Delivery'",
+    )
+    .await;
     assert_eq!(rows.len(), ids.len());
     for row in &rows {
         let status: String = row.try_get_by_index(0).unwrap();

@@ -149,6 +149,15 @@ impl Server {
         answer["id"].as_str().expect("event id").to_owned()
     }
 
+    /// Publishes `n` events to `channel` at once, with data 0 to n − 1; their ids, in order.
+    pub async fn publish_burst(&self, channel: &str, event: &str, n: usize) -> Vec<String> {
+        let publishes = (0..n).map(|data| {
+            let body = serde_json::json!({"channel": channel, "event": event, "data": data});
+            async move { self.publish_ok(&body).await }
+        });
+        futures_util::future::join_all(publishes).await
+    }
+
     /// A request signed the way the Pusher server SDKs sign, with this app's credentials.
     pub fn signed(&self, method: &str, path: &str, body: Option<&[u8]>) -> reqwest::RequestBuilder {
         let query = sign_request(
