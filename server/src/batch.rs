@@ -9,6 +9,7 @@
 //! for nothing.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,15 +39,38 @@ impl<I, O> std::fmt::Debug for Batcher<I, O> {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts a writer that hands `write` up to `max` waiting items at a time. `write` answers
     /// each item, in order, with one output.
-    pub fn spawn<F, Fut>(max: usize, mut write: F) -> Self
+    pub fn spawn<F, Fut>(max: usize, write: F) -> Self
+    where
+        F: FnMut(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
+    {
+        Self::spawn_lingering(max, Duration::ZERO, write)
+    }
+
+    /// Like [`Batcher::spawn`], but once an item arrives the writer waits up to `linger` for
+    /// more (or for `max`) before it writes: fewer, larger groups, for writes nobody is
+    /// waiting on, at the cost of that much delay.
+    pub fn spawn_lingering<F, Fut>(max: usize, linger: Duration, mut write: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<O>> + Send,
     {
         let (tx, mut rx) = mpsc::channel::<(I, oneshot::Sender<O>)>(BACKLOG);
+        let max = max.max(1);
         tokio::spawn(async move {
             let mut waiting = Vec::with_capacity(max);
-            while rx.recv_many(&mut waiting, max.max(1)).await > 0 {
+            while rx.recv_many(&mut waiting, max).await > 0 {
+                if !linger.is_zero() {
+                    let deadline = tokio::time::Instant::now() + linger;
+                    while waiting.len() < max {
+                        let room = max - waiting.len();
+                        let more =
+                            tokio::time::timeout_at(deadline, rx.recv_many(&mut waiting, room));
+                        if !matches!(more.await, Ok(n) if n > 0) {
+                            break;
+                        }
+                    }
+                }
                 let (items, replies): (Vec<I>, Vec<_>) = waiting.drain(..).unzip();
                 let outputs = write(items).await;
                 debug_assert_eq!(outputs.len(), replies.len());
@@ -124,6 +148,32 @@ mod tests {
         }
         // One group of one, then the twenty in groups of at most eight.
         assert_eq!(*groups.lock().unwrap(), vec![1, 8, 8, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_writer_gathers_what_arrives_within_its_linger() {
+        let groups = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = groups.clone();
+        let batcher =
+            Batcher::spawn_lingering(8, Duration::from_millis(50), move |items: Vec<u32>| {
+                seen.lock().unwrap().push(items.clone());
+                async move { items }
+            });
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(
+            groups.lock().unwrap().is_empty(),
+            "written before the linger ended"
+        );
+        assert_eq!(batcher.submit(2).await, Some(2));
+        assert_eq!(first.await.unwrap(), Some(1));
+        // Long after: a group of its own.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(batcher.submit(3).await, Some(3));
+        assert_eq!(*groups.lock().unwrap(), vec![vec![1, 2], vec![3]]);
     }
 
     #[tokio::test]

@@ -408,7 +408,6 @@ impl EventLog {
                 ..Default::default()
             })
             .collect();
-        let now = now_millis();
         // One UPDATE for the whole group, each column chosen per row by id.
         let per_row = |column: event::Column, value: &dyn Fn(&AttemptRecordNew) -> Option<Expr>| {
             let mut case = CaseStatement::new();
@@ -452,8 +451,10 @@ impl EventLog {
             )
             .col_expr(
                 event::Column::AcknowledgedAt,
+                // When the target answered, not when the record is written.
                 per_row(event::Column::AcknowledgedAt, &|r| {
-                    (r.status == EventStatus::Delivered).then(|| Expr::val(now))
+                    (r.status == EventStatus::Delivered)
+                        .then(|| Expr::val(r.outcome.started_at + r.outcome.duration_ms))
                 }),
             )
             .filter(event::Column::Id.is_in(records.iter().map(|r| r.event_id.as_str())));
