@@ -26,6 +26,13 @@ use crate::queue::{Delivery, FreshEvent, Queue};
 /// Most attempts recorded in one transaction.
 const RECORD_BATCH: usize = 64;
 
+/// How long attempt records gather before they are written. A delivered or dead event's record
+/// is awaited by nobody, a failed one's only by its retry, which is minutes away at worst; and
+/// on SQLite each write is a turn on the connection the intake waits for. The times recorded
+/// are the attempt's own, so the log shows the event `delivered` up to this much later but with
+/// the right times.
+const RECORD_LINGER: Duration = Duration::from_millis(20);
+
 /// An event on its way out, as its job or the log gives it.
 #[derive(Debug, Clone)]
 struct Outgoing {
@@ -165,18 +172,23 @@ impl Deliverer {
             .expect("a reqwest client with the ring TLS provider builds");
         let recorder = {
             let log = log.clone();
-            Batcher::spawn(RECORD_BATCH, move |records: Vec<AttemptRecordNew>| {
-                let log = log.clone();
-                async move {
-                    let result = log.record_attempts(&records).await;
-                    let result = result.map_err(|e| e.to_string());
-                    if let Err(error) = &result {
-                        let ids: Vec<&str> = records.iter().map(|r| r.event_id.as_str()).collect();
-                        tracing::error!(event_ids = ?ids, %error, "cannot record delivery attempts");
+            Batcher::spawn_lingering(
+                RECORD_BATCH,
+                RECORD_LINGER,
+                move |records: Vec<AttemptRecordNew>| {
+                    let log = log.clone();
+                    async move {
+                        let result = log.record_attempts(&records).await;
+                        let result = result.map_err(|e| e.to_string());
+                        if let Err(error) = &result {
+                            let ids: Vec<&str> =
+                                records.iter().map(|r| r.event_id.as_str()).collect();
+                            tracing::error!(event_ids = ?ids, %error, "cannot record delivery attempts");
+                        }
+                        vec![result; records.len()]
                     }
-                    vec![result; records.len()]
-                }
-            })
+                },
+            )
         };
         Arc::new(Self {
             log,

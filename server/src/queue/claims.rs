@@ -29,6 +29,12 @@ pub const CLAIM_CAPACITY: usize = 1024;
 /// Most acknowledgements written in one statement.
 const ACK_BATCH: usize = 256;
 
+/// How long acknowledgements gather before they are written. Nothing waits for one (a job lost
+/// unacknowledged in a crash runs again, which at-least-once delivery allows), and each write is
+/// a turn on the connection the intake waits for: at 1,000 events/s this makes about 20 writes
+/// a second instead of one per group of deliveries.
+const ACK_LINGER: Duration = Duration::from_millis(50);
+
 /// A job written locked by this process's worker, with its apalis id.
 pub struct Claimed<J> {
     pub id: String,
@@ -106,7 +112,7 @@ pub async fn run<J, H>(
     });
     let acks = {
         let (pool, worker) = (pool.clone(), worker.clone());
-        Batcher::spawn(ACK_BATCH, move |ids: Vec<String>| {
+        Batcher::spawn_lingering(ACK_BATCH, ACK_LINGER, move |ids: Vec<String>| {
             let (pool, worker) = (pool.clone(), worker.clone());
             async move {
                 if let Err(error) = acknowledge(&pool, &worker, &ids).await {
