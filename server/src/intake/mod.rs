@@ -5,12 +5,12 @@
 //! delivery job queued (stage 4) before the intake answers `202 Accepted`; the worker
 //! (stage 5) delivers it to the WebSocket server (stage 6).
 //!
-//! Stages 2 to 4 run in groups ([`crate::batch`]): the events accepted while the previous group
-//! was being written are written together. With the queue in the log's database (SQLite or
-//! Postgres), a group's events and their jobs are one transaction ([`SqlTx`]), made durable
-//! once, after which this process's worker runs the jobs it claimed in it (SQLite) or is woken
-//! to fetch them; with the queue on Redis, the events are logged in one transaction, then queued in one
-//! write and marked `queued` in another.
+//! Stages 2 to 4 run in groups ([`crate::batch`]): the events accepted (or replayed) while the
+//! previous group was being written are written together. With the queue in the log's database
+//! (SQLite or Postgres), a group's events and their jobs are one transaction ([`SqlTx`]), made
+//! durable once, after which this process's worker runs the jobs it claimed in it (SQLite) or
+//! is woken to fetch them; with the queue on Redis, the events are logged in one transaction,
+//! then queued in one write and marked `queued` in another.
 
 mod api;
 mod auth;
@@ -166,6 +166,11 @@ impl Intake {
             replay_of: None,
             received_at,
         };
+        self.write(new).await
+    }
+
+    /// Logs, announces and queues one event through the group writer.
+    async fn write(&self, new: NewEvent) -> Result<LoggedEvent, AcceptError> {
         match self.writer.submit(new).await {
             Some(Ok(Written::New(event) | Written::Existing(event))) => Ok(event),
             Some(Err(error)) => Err(error),
@@ -188,16 +193,7 @@ impl Intake {
             replay_of: Some(original.id.clone()),
             received_at: now_millis(),
         };
-        let event = self.log.insert(new).await.map_err(AcceptError::Log)?;
-        self.dispatch(event).await
-    }
-
-    /// Publishes the metadata and queues the delivery. A queue failure leaves the event
-    /// `accepted`; the sweeper queues it later, so the caller still gets its 202.
-    async fn dispatch(&self, event: LoggedEvent) -> Result<LoggedEvent, AcceptError> {
-        let mut event = event;
-        dispatch_group(&self.log, &self.queue, &self.bus, &mut [&mut event]).await;
-        Ok(event)
+        self.write(new).await
     }
 }
 
@@ -209,12 +205,7 @@ async fn write_group(
     news: Vec<NewEvent>,
 ) -> Vec<Result<Written, AcceptError>> {
     let together = queue.is_in_database();
-    let first = if together {
-        log_and_queue(log, queue, news.clone()).await
-    } else {
-        log.insert_many(news.clone()).await
-    };
-    let mut written = match first {
+    let mut written = match log_events(log, queue, together, news.clone()).await {
         Ok(events) => events.into_iter().map(|e| Ok(Written::New(e))).collect(),
         // One row failed the whole group (a repeated idempotency key, most likely): write
         // each on its own, so that only that one fails.
@@ -247,6 +238,21 @@ async fn write_group(
     written
 }
 
+/// Logs events; with the queue in the log's database (`together`), queues them in the same
+/// transaction ([`log_and_queue`]), otherwise leaves them `accepted` for [`dispatch_group`].
+async fn log_events(
+    log: &EventLog,
+    queue: &Queue,
+    together: bool,
+    news: Vec<NewEvent>,
+) -> Result<Vec<LoggedEvent>, sea_orm::DbErr> {
+    if together {
+        log_and_queue(log, queue, news).await
+    } else {
+        log.insert_many(news).await
+    }
+}
+
 /// Logs events and queues their deliveries in one transaction, made durable once: both or
 /// neither. For a queue in the log's own database.
 async fn log_and_queue(
@@ -277,11 +283,7 @@ async fn write_one(
     together: bool,
     new: NewEvent,
 ) -> Result<Written, AcceptError> {
-    let written = if together {
-        log_and_queue(log, queue, vec![new.clone()]).await
-    } else {
-        log.insert_many(vec![new.clone()]).await
-    };
+    let written = log_events(log, queue, together, vec![new.clone()]).await;
     match written.map(|mut events| events.pop()) {
         Ok(Some(event)) => Ok(Written::New(event)),
         Ok(None) => Err(AcceptError::Log(sea_orm::DbErr::Custom(
