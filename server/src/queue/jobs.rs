@@ -295,7 +295,7 @@ impl<J: QueueJob> JobQueue<J> {
             DbBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool().clone();
                 setup_sqlite(&pool).await?;
-                let mut config = apalis_sqlite::Config::default().queue(std::any::type_name::<J>());
+                let mut config = apalis_sqlite::Config::default().queue(Self::sql_queue());
                 if let Some(heartbeat) = settings.sql_heartbeat {
                     config = config.heartbeat_interval(heartbeat);
                 }
@@ -305,8 +305,7 @@ impl<J: QueueJob> JobQueue<J> {
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool().clone();
                 PostgresStorage::setup(&pool).await?;
-                let mut config =
-                    apalis_postgres::Config::default().queue(std::any::type_name::<J>());
+                let mut config = apalis_postgres::Config::default().queue(Self::sql_queue());
                 if let Some(heartbeat) = settings.sql_heartbeat {
                     config = config.heartbeat_interval(heartbeat);
                 }
@@ -365,6 +364,11 @@ impl<J: QueueJob> JobQueue<J> {
         Ok(())
     }
 
+    /// The queue's name in apalis's SQL tables (`job_type`): one per job type.
+    fn sql_queue() -> &'static str {
+        std::any::type_name::<J>()
+    }
+
     fn error(message: String) -> QueueError {
         QueueError {
             job: J::QUEUE.job,
@@ -408,7 +412,7 @@ impl<J: QueueJob> JobQueue<J> {
             .map(|job| codec.encode(job).map(|args| TaskBuilder::new(args).build()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Self::error(e.to_string()))?;
-        let queue = std::any::type_name::<J>();
+        let queue = Self::sql_queue();
         match (tx, &self.storage) {
             (tx @ SqlTx::Sqlite(_), Storage::Sqlite(_)) => {
                 let claimer = self
@@ -457,7 +461,7 @@ impl<J: QueueJob> JobQueue<J> {
     /// webhook batches), so a finished job is of no further use, and apalis never deletes one
     /// by itself: without this the table would grow by a row per event for ever.
     pub async fn prune_done(&self) -> Result<u64, sea_orm::sqlx::Error> {
-        let queue = std::any::type_name::<J>();
+        let queue = Self::sql_queue();
         let result = match &self.sql {
             None => return Ok(0),
             Some(SqlPool::Sqlite(pool)) => sea_orm::sqlx::query(
