@@ -3,8 +3,8 @@
 //! - One connection. SQLite lets one connection write at a time, and in WAL mode every write by
 //!   one connection empties the page cache of the others; measured here, four connections
 //!   delivered no more than one and answered intake requests more slowly.
-//! - WAL mode, so that readers never wait for the writer, with `synchronous = NORMAL`: see [`crate::eventlog::WalSync`] for why accepted events stay
-//!   durable.
+//! - WAL mode, so that readers never wait for the writer, with `synchronous = NORMAL`: see
+//!   [`crate::eventlog::WalSync`] for why accepted events stay durable.
 //! - Checkpoints off that connection. A checkpoint copies the WAL back into the database file
 //!   and syncs both, which took the one connection away from intake and delivery for
 //!   milliseconds at a time; [`run_checkpointer`] runs them on a connection of its own, in the
@@ -107,17 +107,26 @@ pub async fn run_checkpointer(db: DatabaseConnection, stop: watch::Receiver<bool
     let _ = conn.close().await;
 }
 
+/// Tries after which [`busy_wait`] stays at its longest.
+const BUSY_RAMP: u32 = 6;
+
 /// The wait before try `n` (from 0) for a lock another connection holds: 20 µs doubling to
 /// 1 ms, then 1 ms at a time.
 fn busy_wait(n: u32) -> Duration {
-    Duration::from_micros((20u64 << n.min(6)).min(1000))
+    Duration::from_micros((20u64 << n.min(BUSY_RAMP)).min(1000))
+}
+
+/// The waits before tries 0 to `tries` − 1 together, without summing them one by one.
+fn busy_waited(tries: u32) -> Duration {
+    let ramp: Duration = (0..tries.min(BUSY_RAMP)).map(busy_wait).sum();
+    ramp + busy_wait(BUSY_RAMP) * tries.saturating_sub(BUSY_RAMP)
 }
 
 /// Tries again after [`busy_wait`] until [`BUSY_TIMEOUT`] has passed. It runs on the
 /// connection's own sqlx thread, so the sleep blocks no async task.
 extern "C" fn busy_handler(_: *mut std::ffi::c_void, tries: c_int) -> c_int {
     let tries = tries.max(0) as u32;
-    let waited: Duration = (0..tries).map(busy_wait).sum();
+    let waited = busy_waited(tries);
     if waited >= BUSY_TIMEOUT {
         return 0;
     }
@@ -144,5 +153,11 @@ mod tests {
             .take_while(|w| *w < BUSY_TIMEOUT)
             .count();
         assert!((4990..5010).contains(&tries_until_timeout));
+        for tries in [0, 1, 5, 6, 7, 100, 4999] {
+            assert_eq!(
+                busy_waited(tries),
+                (0..tries).map(busy_wait).sum::<Duration>()
+            );
+        }
     }
 }
