@@ -21,7 +21,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use claims::CLAIM_CAPACITY;
 pub use jobs::{JobHandler, JobQueue, Pushed, QueueError, QueueJob, QueueSettings};
 
 use crate::delivery::Deliverer;
