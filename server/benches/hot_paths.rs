@@ -18,10 +18,9 @@ use comnestor_protocol::auth::{authorize_channel, verify_channel_auth};
 use comnestor_protocol::message;
 use comnestor_protocol::signing::{SignedRequest, sign_request, verify_request};
 use comnestor_server::apps::{App, AppSettings};
-use comnestor_server::hub::{AppHub, Channel, ConnId, Frame, Hub, Outbox};
+use comnestor_server::hub::{AppHub, Channel, ConnId, Frame, Hub, Inbox, Outbox};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::Receiver;
 
 const KEY: &str = "278d425bdf160c739803";
 const SECRET: &str = "7ad3773142a6692b25b8";
@@ -47,14 +46,13 @@ fn app() -> Arc<App> {
     })
 }
 
-fn outbox(id: u64) -> (Outbox, Receiver<Frame>) {
-    let (outbox, rx, _control) = Outbox::new(ConnId(id), format!("{id}.{id}"));
-    (outbox, rx)
+fn outbox(id: u64) -> (Outbox, Inbox) {
+    Outbox::new(ConnId(id), format!("{id}.{id}"))
 }
 
-fn drain(receivers: &mut [Receiver<Frame>]) {
+fn drain(receivers: &mut [Inbox]) {
     for rx in receivers {
-        while rx.try_recv().is_ok() {}
+        while rx.try_recv().is_some() {}
     }
 }
 
@@ -136,7 +134,7 @@ fn signatures(c: &mut Criterion) {
 
 /// An app hub holding `channels` occupied channels, all subscribed by one connection whose
 /// receiver is returned so the caller can drain it.
-fn hub_with_channels(runtime: &Runtime, channels: usize) -> (Arc<AppHub>, Outbox, Receiver<Frame>) {
+fn hub_with_channels(runtime: &Runtime, channels: usize) -> (Arc<AppHub>, Outbox, Inbox) {
     let hub = Hub::new().app(&app());
     let (outbox, mut rx) = outbox(1);
     runtime.block_on(async {
@@ -145,7 +143,7 @@ fn hub_with_channels(runtime: &Runtime, channels: usize) -> (Arc<AppHub>, Outbox
             hub.subscribe(&outbox, &name, None)
                 .await
                 .expect("subscribed");
-            while rx.try_recv().is_ok() {}
+            while rx.try_recv().is_some() {}
         }
     });
     (hub, outbox, rx)
@@ -193,11 +191,7 @@ fn channel_lookup(c: &mut Criterion) {
 
 /// Times `iters` calls of `f` in batches of 256, emptying `receivers` between batches
 /// (outside the clock), as connection tasks would.
-fn timed_in_batches<T>(
-    iters: u64,
-    receivers: &mut [Receiver<Frame>],
-    mut f: impl FnMut() -> T,
-) -> Duration {
+fn timed_in_batches<T>(iters: u64, receivers: &mut [Inbox], mut f: impl FnMut() -> T) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;
     while left > 0 {

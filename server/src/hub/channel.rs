@@ -413,14 +413,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Inbox;
 
-    fn subscriber(id: u64) -> (Outbox, tokio::sync::mpsc::Receiver<Frame>) {
-        let (outbox, rx, _) = Outbox::new(ConnId(id), format!("1.{id}"));
-        (outbox, rx)
+    fn subscriber(id: u64) -> (Outbox, Inbox) {
+        Outbox::new(ConnId(id), format!("1.{id}"))
     }
 
-    fn drain(rx: &mut tokio::sync::mpsc::Receiver<Frame>) -> Vec<String> {
-        std::iter::from_fn(|| rx.try_recv().ok())
+    fn drain(rx: &mut Inbox) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv())
             .map(|f| f.to_string())
             .collect()
     }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 pub use channel::{Channel, Except, JoinError};
 pub use cluster::{Cluster, ClusterConfig, ClusterError};
-pub use outbox::{ConnId, Control, Frame, OUTBOX_CAPACITY, Outbox};
+pub use outbox::{ConnId, Frame, Inbox, OUTBOX_CAPACITY, Outbox, Wake};
 pub use users::SigninOutcome;
 
 use crate::apps::App;

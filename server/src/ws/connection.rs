@@ -1,9 +1,11 @@
 //! One connection's task: reads client frames, writes queued frames, pings when idle.
 //!
-//! A single task owns the socket and `select!`s between the client, the outbox, a requested
-//! close and the activity timer, so an idle connection costs one task and small buffers.
+//! A single task owns the socket and `select!`s between its inbox (queued frames or a
+//! requested close), the client and the activity timer, so an idle connection costs one task
+//! and small buffers.
 
 use std::collections::HashSet;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,6 @@ use comnestor_protocol::message::{
 use comnestor_protocol::{ChannelKind, ChannelName, CloseCode};
 use futures_util::{SinkExt, StreamExt};
 use poem::Upgraded;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -25,7 +26,7 @@ use tracing::Instrument;
 use super::{close_frame, refuse};
 use crate::Context;
 use crate::apps::App;
-use crate::hub::{AppHub, Frame, Outbox, SubscribeError};
+use crate::hub::{AppHub, Frame, Inbox, Outbox, SubscribeError, Wake};
 use crate::rate::TokenBucket;
 use crate::webhooks::WebhookEvent;
 
@@ -60,7 +61,7 @@ pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
     let _live = ctx.hub.track();
     let hub = ctx.hub.app(&app);
     let (conn, socket_id) = ctx.hub.next_connection();
-    let (outbox, rx, control) = Outbox::new(conn, socket_id.clone());
+    let (outbox, inbox) = Outbox::new(conn, socket_id.clone());
     if let Err(code) = hub.connect(&outbox) {
         refuse(&mut socket, code).await;
         return;
@@ -76,7 +77,7 @@ pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
     let activity = Duration::from_secs(u64::from(app.settings.activity_timeout));
     outbox.send(message::connection_established(&socket_id, app.settings.activity_timeout).into());
     let mut session = session;
-    let code = drive(&mut socket, &mut session, rx, &control, activity)
+    let code = drive(&mut socket, &mut session, inbox, activity)
         .instrument(span.clone())
         .await;
     if let Some(code) = code {
@@ -95,27 +96,31 @@ pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
 async fn drive(
     socket: &mut Socket,
     session: &mut Session,
-    mut rx: mpsc::Receiver<Frame>,
-    control: &crate::hub::Control,
+    mut inbox: Inbox,
     activity: Duration,
 ) -> Option<CloseCode> {
-    let mut deadline = Instant::now() + activity;
+    // One timer for the connection's life, moved only when the client is heard from: a new
+    // timer per loop would be registered and cancelled around every frame written.
+    let idle = sleep_until(Instant::now() + activity);
+    tokio::pin!(idle);
     let mut pinged = false;
     loop {
         tokio::select! {
             biased;
-            code = control.wait() => {
-                // Deliver what was queued before the close (a final error, for instance).
-                let _ = write_pending(socket, &mut rx).await;
-                return Some(code);
-            }
-            Some(frame) = rx.recv() => {
-                if write_batch(socket, frame, &mut rx).await.is_err() {
-                    return None;
+            wake = poll_fn(|cx| inbox.poll_wake(cx)) => match wake {
+                Wake::Close(code) => {
+                    // Deliver what was queued before the close (a final error, for instance).
+                    let _ = write_all(socket, &mut inbox).await;
+                    return Some(code);
                 }
-            }
+                Wake::Frames => {
+                    if write_batch(socket, &mut inbox).await.is_err() {
+                        return None;
+                    }
+                }
+            },
             incoming = socket.next() => {
-                deadline = Instant::now() + activity;
+                idle.as_mut().reset(Instant::now() + activity);
                 pinged = false;
                 match incoming {
                     Some(Ok(Message::Text(text))) => handle_text(session, &text).await,
@@ -136,38 +141,32 @@ async fn drive(
                     }
                 }
             }
-            () = sleep_until(deadline) => {
+            () = &mut idle => {
                 if pinged {
                     return Some(CloseCode::PongNotReceived);
                 }
                 session.outbox.send(message::ping().into());
                 pinged = true;
-                deadline = Instant::now() + PONG_TIMEOUT;
+                idle.as_mut().reset(Instant::now() + PONG_TIMEOUT);
             }
         }
     }
 }
 
-async fn write_batch(
-    socket: &mut Socket,
-    first: Frame,
-    rx: &mut mpsc::Receiver<Frame>,
-) -> Result<(), tungstenite::Error> {
-    socket.feed(Message::Text(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match rx.try_recv() {
-            Ok(frame) => socket.feed(Message::Text(frame)).await?,
-            Err(_) => break,
+/// Writes up to [`WRITE_BATCH`] of the frames taken from the outbox, then flushes them in as
+/// few `send` calls as the write buffer allows.
+async fn write_batch(socket: &mut Socket, inbox: &mut Inbox) -> Result<(), tungstenite::Error> {
+    for _ in 0..WRITE_BATCH {
+        match inbox.pop() {
+            Some(frame) => socket.feed(Message::Text(frame)).await?,
+            None => break,
         }
     }
     socket.flush().await
 }
 
-async fn write_pending(
-    socket: &mut Socket,
-    rx: &mut mpsc::Receiver<Frame>,
-) -> Result<(), tungstenite::Error> {
-    while let Ok(frame) = rx.try_recv() {
+async fn write_all(socket: &mut Socket, inbox: &mut Inbox) -> Result<(), tungstenite::Error> {
+    while let Some(frame) = inbox.pop() {
         socket.feed(Message::Text(frame)).await?;
     }
     socket.flush().await
