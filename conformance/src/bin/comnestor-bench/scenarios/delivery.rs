@@ -159,6 +159,9 @@ pub struct Tracker {
     member_events: u64,
     batch: Vec<(u32, u32)>,
     last_rx_us: u64,
+    /// When the current read's data arrived: taken at its first message, so every frame of
+    /// one read shares one clock reading.
+    read_at_us: Option<u64>,
     /// When the pending (re)subscription was sent.
     join_started_us: Option<u64>,
 }
@@ -174,6 +177,7 @@ impl Tracker {
             member_events: 0,
             batch: Vec::with_capacity(BATCH),
             last_rx_us: 0,
+            read_at_us: None,
             join_started_us: None,
         }
     }
@@ -184,7 +188,7 @@ impl Tracker {
         let Some(stamp) = payload::decode(text) else {
             return self.on_other(text, out);
         };
-        let now = now_us();
+        let now = *self.read_at_us.get_or_insert_with(now_us);
         self.received += 1;
         if !self.seen.insert(stamp.channel_seq) {
             self.duplicates += 1;
@@ -321,11 +325,14 @@ async fn run_client(
     let mut tracker = Tracker::new(shared);
     let mut closed = None;
     let mut error = None;
+    // Made once: a new `changed()` per message would register and drop a waiter each time.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
-            Some(Rejoin) = commands.recv() => {
+            _ = &mut stopped => break,
+            Some(Rejoin) = commands.recv(), if !plan.stable => {
                 ws.queue_unsubscribe(&plan.channel_name);
                 if let Err(e) = queue_join(&mut ws, &target, &plan) {
                     error = Some(e.to_string());
@@ -338,6 +345,7 @@ async fn run_client(
                 }
             }
             status = ws.read_some(|text, out| tracker.on_text(text, out)) => {
+                tracker.read_at_us = None;
                 tracker.report_received();
                 match status {
                     Ok(Status::Open) => {}
