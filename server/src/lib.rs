@@ -6,6 +6,7 @@
 //! - [`apps`]: apps and their settings, stored with sea-orm and cached in memory.
 //! - [`hub`]: live state — connections, channels, presence members, signed-in users.
 //! - [`ws`]: the `/app/{key}` WebSocket endpoint, one task per connection.
+//! - [`listener`]: the TCP listener, with Nagle's algorithm off.
 //! - [`http`]: routes, the signed Pusher HTTP API under `/apps/{id}`, and `/up`.
 //!
 //! The intake pipeline, one module per stage:
@@ -37,6 +38,7 @@ pub mod eventlog;
 pub mod http;
 pub mod hub;
 pub mod intake;
+pub mod listener;
 pub mod memory;
 pub mod periodic;
 pub mod pubsub;

@@ -19,6 +19,7 @@ use crate::eventlog::EventLog;
 use crate::http;
 use crate::hub::{Cluster, ClusterConfig, Hub, cluster};
 use crate::intake::{self, Intake};
+use crate::listener::NoDelayAcceptor;
 use crate::pubsub::Bus;
 use crate::queue::Queue;
 use crate::webhooks::{self, WebhookStore, Webhooks};
@@ -226,6 +227,7 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .into_acceptor()
         .await
+        .map(NoDelayAcceptor)
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
     let addr = acceptor
         .local_addr()
