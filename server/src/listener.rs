@@ -7,9 +7,10 @@
 //! acknowledgement apart. The connection task already gathers the frames queued at one moment
 //! into one write, so each write can leave as it is made.
 //!
-//! On loopback, with the load generator saturating both cores, Nagle's algorithm merges more
-//! writes and the fan-out p99 is lower with it (BENCHMARKS.md, "Nagle's algorithm"); that
-//! gain exists only where acknowledgements come back within microseconds.
+//! On loopback, with the load generator saturating both cores, Nagle's algorithm merged more
+//! writes and the fan-out p99 was lower with it (BENCHMARKS.md, sitting of 04:25), a gain that
+//! exists only where acknowledgements come back within microseconds. A streaming connection
+//! now merges its writes itself (`STREAMING_GAP` in the connection task).
 
 use std::io::Result;
 

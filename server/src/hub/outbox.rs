@@ -186,7 +186,8 @@ impl Inbox {
         self.taken.pop_front()
     }
 
-    fn take_queued(&mut self) {
+    /// Moves every frame queued since the last take into the inbox.
+    pub fn take_queued(&mut self) {
         let mut queue = self.shared.lock();
         self.taken.append(&mut queue.frames);
     }

@@ -36,6 +36,15 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most frames written before a flush, so one busy connection cannot starve its own reads.
 const WRITE_BATCH: usize = 64;
 
+/// A connection woken for frames less than this long after its previous write is streaming:
+/// it lets the other runnable tasks go first, once, and then writes whatever was queued in the
+/// meantime in the same `send`. On a loaded server that merges writes the way Nagle's algorithm
+/// did before `TCP_NODELAY` (see [`crate::listener`]), but the wait is one pass of the
+/// scheduler rather than a client's delayed acknowledgement, and on an idle server that pass is
+/// microseconds. A connection that gets a frame now and then (one event to many subscribers)
+/// writes at once.
+const STREAMING_GAP: Duration = Duration::from_millis(20);
+
 /// Longest channel name echoed back in a refused subscription. Names up to this length come
 /// back whole, so that the refusal reaches the channel the client subscribed to even when the
 /// name is over the naming limit; longer ones are cut, so a client cannot make the server
@@ -104,6 +113,7 @@ async fn drive(
     let idle = sleep_until(Instant::now() + activity);
     tokio::pin!(idle);
     let mut pinged = false;
+    let mut last_write: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -114,6 +124,12 @@ async fn drive(
                     return Some(code);
                 }
                 Wake::Frames => {
+                    let now = Instant::now();
+                    if last_write.is_some_and(|at| now - at < STREAMING_GAP) {
+                        tokio::task::yield_now().await;
+                        inbox.take_queued();
+                    }
+                    last_write = Some(now);
                     if write_batch(socket, &mut inbox).await.is_err() {
                         return None;
                     }
