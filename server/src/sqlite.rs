@@ -10,6 +10,9 @@
 //!   milliseconds at a time; [`run_checkpointer`] runs them on a connection of its own, in the
 //!   `PASSIVE` mode that never waits for, or blocks, the writer. The main connection checkpoints
 //!   by itself only if the WAL reaches [`WAL_SAFETY_PAGES`], should the checkpointer fall behind.
+//! - No ping before each use. sqlx pings a pooled connection when it is taken from the pool (and
+//!   again when it is given back), which on SQLite is a round trip to the connection's thread
+//!   for a file that cannot hang up; each of the pipeline's transactions paid it.
 //! - A busy handler that waits for a lock in microseconds. sqlx installs
 //!   `sqlite3_busy_timeout`, whose handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries,
 //!   which a second process on the file (the CLI changing an app) would otherwise cost the
@@ -38,6 +41,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 pub fn tune_file(options: &mut ConnectOptions) {
     options
         .max_connections(1)
+        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
