@@ -3,20 +3,34 @@
 //! sea-orm and apalis each open their own transactions on the pool they share, so an event and
 //! its delivery job would commit separately: two commits, and on SQLite's one connection two
 //! turns in the line of statements that every stage waits in. [`SqlTx`] is a transaction of
-//! sqlx itself, which both can write in: the log executes the statements sea-orm builds for it,
-//! and the queue runs apalis's own insert ([`crate::queue::JobQueue::push_in`]). Either the
-//! event is logged with its job, or neither is.
+//! sqlx itself, which both can write in: the log adds the statements sea-orm builds for it,
+//! and the queue adds its job insert ([`crate::queue::JobQueue::push_in`]). Either the event is
+//! logged with its job, or neither is.
+//!
+//! On SQLite the statements are not run one by one. Each would be a round trip to the
+//! connection's thread, as would `BEGIN` and `COMMIT`, and the intake's next group waits for
+//! all of them; so they are gathered and sent at [`SqlTx::commit`] as one command,
+//! `BEGIN IMMEDIATE; …; COMMIT;`, which SQLite runs statement after statement, stopping at the
+//! first that fails.
 
 use sea_orm::sea_query::Values;
-use sea_orm::sqlx::{self, Postgres, Sqlite, Transaction};
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::{self, Postgres, Sqlite, SqlitePool, Transaction};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
 /// A transaction on a SQLite or Postgres database. Dropped without [`SqlTx::commit`], it rolls
-/// back.
+/// back: on SQLite nothing was written yet.
 pub enum SqlTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
+}
+
+/// Statements for SQLite, run together at commit.
+pub struct SqliteTx {
+    pool: SqlitePool,
+    sql: String,
+    values: Vec<sea_orm::Value>,
 }
 
 impl SqlTx {
@@ -24,12 +38,11 @@ impl SqlTx {
     /// (MySQL).
     pub async fn begin(db: &DatabaseConnection) -> Result<Option<Self>, DbErr> {
         let tx = match db.get_database_backend() {
-            DbBackend::Sqlite => Self::Sqlite(
-                db.get_sqlite_connection_pool()
-                    .begin()
-                    .await
-                    .map_err(exec)?,
-            ),
+            DbBackend::Sqlite => Self::Sqlite(SqliteTx {
+                pool: db.get_sqlite_connection_pool().clone(),
+                sql: String::new(),
+                values: Vec::new(),
+            }),
             DbBackend::Postgres => Self::Postgres(
                 db.get_postgres_connection_pool()
                     .begin()
@@ -49,34 +62,201 @@ impl SqlTx {
         }
     }
 
-    /// Runs a statement built for [`SqlTx::backend`]; returns the rows it changed.
-    pub async fn execute(&mut self, statement: Statement) -> Result<u64, DbErr> {
-        let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
-        let sql = sqlx::AssertSqlSafe(statement.sql);
-        let changed = match self {
-            Self::Sqlite(tx) => sqlx::query_with(sql, values)
-                .execute(&mut **tx)
-                .await
-                .map_err(exec)?
-                .rows_affected(),
-            Self::Postgres(tx) => sqlx::query_with(sql, values)
-                .execute(&mut **tx)
-                .await
-                .map_err(exec)?
-                .rows_affected(),
-        };
-        Ok(changed)
+    /// Writes with a statement built for [`SqlTx::backend`], whose result nobody reads. On
+    /// Postgres it runs now; on SQLite at [`SqlTx::commit`], where its errors are reported.
+    pub async fn write(&mut self, statement: Statement) -> Result<(), DbErr> {
+        match self {
+            Self::Sqlite(tx) => {
+                // A statement of sea-query's SQLite builder has anonymous `?` parameters, which
+                // sqlx binds in order across the statements of one command.
+                tx.sql.push_str(&statement.sql);
+                tx.sql.push_str(";\n");
+                if let Some(Values(values)) = statement.values {
+                    tx.values.extend(values);
+                }
+            }
+            Self::Postgres(tx) => {
+                let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
+                sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), values)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(exec)?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
             Self::Sqlite(tx) => tx.commit().await,
-            Self::Postgres(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await.map_err(exec),
         }
-        .map_err(exec)
+    }
+}
+
+impl SqliteTx {
+    async fn commit(self) -> Result<(), DbErr> {
+        if self.sql.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT;", self.sql);
+        let mut conn = Closing::new(self.pool.acquire().await.map_err(exec)?);
+        let values = SqlxValues(Values(self.values));
+        let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+            .execute(&mut **conn.get())
+            .await;
+        let Err(error) = result else {
+            conn.keep();
+            return Ok(());
+        };
+        // A statement failed and the transaction is still open; it must not be left so for the
+        // connection's next user. When `BEGIN` itself failed, `ROLLBACK` fails too and the
+        // connection is closed, which is as safe.
+        if sqlx::query("ROLLBACK")
+            .execute(&mut **conn.get())
+            .await
+            .is_ok()
+        {
+            conn.keep();
+        }
+        Err(exec(error))
+    }
+}
+
+/// A pooled connection that is closed, not given back, unless [`Closing::keep`] is called:
+/// a command abandoned halfway (its future dropped) can leave a transaction open, and closing
+/// the connection is what rolls it back.
+struct Closing(Option<PoolConnection<Sqlite>>);
+
+impl Closing {
+    fn new(conn: PoolConnection<Sqlite>) -> Self {
+        Self(Some(conn))
+    }
+
+    fn get(&mut self) -> &mut PoolConnection<Sqlite> {
+        self.0
+            .as_mut()
+            .expect("the connection is held until dropped")
+    }
+
+    /// The connection is in autocommit again; it goes back to the pool when dropped.
+    fn keep(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
     }
 }
 
 fn exec(error: sqlx::Error) -> DbErr {
     DbErr::Exec(sea_orm::RuntimeErr::SqlxError(error.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::{Alias, Query};
+    use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+
+    use super::*;
+
+    /// A SQLite file with two tables, on a pool of one connection as the server opens it, and
+    /// a second pool on the same file to look from outside.
+    async fn databases(name: &str) -> (DatabaseConnection, DatabaseConnection, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("comnestor-tx-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("tx.db").display());
+        let mut options = ConnectOptions::new(url.clone());
+        options.sqlx_logging(false);
+        crate::sqlite::tune_file(&mut options);
+        let db = Database::connect(options).await.unwrap();
+        for table in ["a", "b"] {
+            db.execute_unprepared(&format!(
+                "CREATE TABLE {table} (id INTEGER PRIMARY KEY, label TEXT NOT NULL)"
+            ))
+            .await
+            .unwrap();
+        }
+        let outside = Database::connect(url).await.unwrap();
+        (db, outside, dir)
+    }
+
+    fn insert(table: &str, id: i64, label: &str) -> Statement {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(table))
+            .columns([Alias::new("id"), Alias::new("label")])
+            .values_panic([id.into(), label.into()]);
+        DbBackend::Sqlite.build(&insert)
+    }
+
+    async fn rows(db: &DatabaseConnection, table: &str) -> Vec<(i64, String)> {
+        let sql = format!("SELECT id, label FROM {table} ORDER BY id");
+        db.query_all_raw(Statement::from_string(DbBackend::Sqlite, sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row.try_get_by_index(0).unwrap(),
+                    row.try_get_by_index(1).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sqlite_statements_commit_together_with_their_own_values() {
+        let (db, outside, dir) = databases("commit").await;
+        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        tx.write(insert("a", 1, "first")).await.unwrap();
+        tx.write(insert("b", 7, "second")).await.unwrap();
+        tx.write(insert("a", 2, "third")).await.unwrap();
+        assert!(
+            rows(&outside, "a").await.is_empty(),
+            "nothing is written before the commit"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(
+            rows(&outside, "a").await,
+            [(1, "first".into()), (2, "third".into())]
+        );
+        assert_eq!(rows(&outside, "b").await, [(7, "second".into())]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sqlite_statement_undoes_the_others_and_frees_the_connection() {
+        let (db, outside, dir) = databases("rollback").await;
+        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        tx.write(insert("a", 1, "kept")).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        tx.write(insert("b", 1, "undone")).await.unwrap();
+        // The same key again: this statement fails.
+        tx.write(insert("a", 1, "duplicate")).await.unwrap();
+        assert!(tx.commit().await.is_err());
+        assert!(rows(&outside, "b").await.is_empty());
+
+        // The connection is out of the failed transaction: what it writes next is committed,
+        // as seen from another connection.
+        db.execute_unprepared("INSERT INTO b (id, label) VALUES (2, 'after')")
+            .await
+            .unwrap();
+        assert_eq!(rows(&outside, "b").await, [(2, "after".into())]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_empty_sqlite_transaction_commits_nothing() {
+        let (db, _outside, dir) = databases("empty").await;
+        let tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -242,7 +242,7 @@ impl EventLog {
             return Ok(events);
         }
         for statement in insert_statements(&events, tx.backend()) {
-            tx.execute(statement).await?;
+            tx.write(statement).await?;
         }
         Ok(events)
     }

@@ -425,7 +425,7 @@ impl<J: QueueJob> JobQueue<J> {
                     .and_then(|c| Some((c.worker.as_str(), c.reserve(jobs.len())?)));
                 let lock_by = claim.as_ref().map(|(worker, _)| *worker);
                 let (insert, ids) = sqlite_job_insert(queue, &tasks, lock_by);
-                tx.execute(insert)
+                tx.write(insert)
                     .await
                     .map_err(|e| Self::error(e.to_string()))?;
                 match claim {
