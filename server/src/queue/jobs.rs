@@ -387,6 +387,16 @@ impl<J: QueueJob> JobQueue<J> {
         Ok(())
     }
 
+    /// Whether this process's worker is claiming the jobs written now ([`super::claims`]).
+    /// It starts a moment after the worker, once apalis has registered it; jobs written before
+    /// are fetched as usual.
+    pub fn is_claiming(&self) -> bool {
+        self.claims
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Whether this queue's jobs are rows of the database it was opened in, so that they can be
     /// written in a [`SqlTx`] with other rows ([`JobQueue::push_in`]).
     pub fn is_in_database(&self) -> bool {
@@ -532,10 +542,17 @@ impl<J: QueueJob> JobQueue<J> {
         };
         let strategy = strategy.interval(poll_interval);
         let name = format!("{}-{}", settings.worker, ulid::Ulid::generate());
-        let pruner = self.prune_until(stop.clone());
+        // The pruner and the claims run as tasks of their own. apalis fetches each time its
+        // worker is polled after an empty fetch, and futures joined in one task are all polled
+        // whenever one of them is woken: joined, every claimed job and every prune cost a
+        // fetch (one `UPDATE Jobs …` per event on SQLite).
+        let pruner = tokio::spawn({
+            let (queue, stop) = (self.clone(), stop.clone());
+            async move { queue.prune_until(stop).await }
+        });
         // Fetched and claimed jobs share one limit, so that `concurrency` holds for both.
         let running = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let claims = {
+        let claims = tokio::spawn({
             let (claims, handler, stop) = (self.claims.clone(), handler.clone(), stop.clone());
             let (pool, worker, running) = (self.sql.clone(), name.clone(), running.clone());
             async move {
@@ -543,7 +560,7 @@ impl<J: QueueJob> JobQueue<J> {
                     claims::run(pool, worker, claims, handler, running, stop).await;
                 }
             }
-        };
+        });
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
             Ok::<(), std::io::Error>(())
@@ -561,16 +578,18 @@ impl<J: QueueJob> JobQueue<J> {
                     .await
             };
         }
-        let worker = async {
-            match self.storage.clone() {
-                Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
-                Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
-                Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
-            }
+        let result = match self.storage.clone() {
+            Storage::Sqlite(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Postgres(s) => run!(s.poll_with_strategy(strategy)),
+            Storage::Redis(s) => run!(s.poll_with_strategy(strategy)),
         };
-        let (result, (), ()) = futures::future::join3(worker, pruner, claims).await;
         if let Err(error) = result {
             tracing::error!(%error, "{} worker stopped with an error", settings.job);
+        }
+        for (task, ended) in [("pruner", pruner.await), ("claims", claims.await)] {
+            if let Err(error) = ended {
+                tracing::error!(%error, "the {} {task} failed", settings.job);
+            }
         }
     }
 }

@@ -384,9 +384,16 @@ async fn fresh_jobs_are_claimed_by_this_process_and_run_once() {
         ..Options::default()
     })
     .await;
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    while !server.intake().queue.is_claiming() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never claims"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // Fewer than the worker's four deliveries at a time, so that every one runs at once.
     let ids = server.publish_burst("claimed", "e", 3).await;
-    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while target.requests().len() < ids.len() {
         assert!(
             std::time::Instant::now() < deadline,
