@@ -1,11 +1,13 @@
-//! One transaction for rows of the event log and jobs of a SQL queue in the same database.
+//! The transactions the event log writes in, which a SQL queue in the same database can write
+//! its jobs in too.
 //!
 //! sea-orm and apalis each open their own transactions on the pool they share, so an event and
 //! its delivery job would commit separately: two commits, and on SQLite's one connection two
 //! turns in the line of statements that every stage waits in. [`SqlTx`] is a transaction of
 //! sqlx itself, which both can write in: the log adds the statements sea-orm builds for it,
 //! and the queue adds its job insert ([`crate::queue::JobQueue::push_in`]). Either the event is
-//! logged with its job, or neither is.
+//! logged with its job, or neither is. The log's other writes (events without a job, attempt
+//! records) use it as well, on every backend.
 //!
 //! On SQLite the statements are not run one by one. Each would be a round trip to the
 //! connection's thread, as would `BEGIN` and `COMMIT`, and the intake's next group waits for
@@ -15,15 +17,16 @@
 
 use sea_orm::sea_query::Values;
 use sea_orm::sqlx::pool::PoolConnection;
-use sea_orm::sqlx::{self, Postgres, Sqlite, SqlitePool, Transaction};
+use sea_orm::sqlx::{self, MySql, Postgres, Sqlite, SqlitePool, Transaction};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
-/// A transaction on a SQLite or Postgres database. Dropped without [`SqlTx::commit`], it rolls
-/// back: on SQLite nothing was written yet.
+/// A transaction on a SQLite, Postgres or MySQL database. Dropped without [`SqlTx::commit`], it
+/// rolls back: on SQLite nothing was written yet.
 pub enum SqlTx {
     Sqlite(SqliteTx),
     Postgres(Transaction<'static, Postgres>),
+    MySql(Transaction<'static, MySql>),
 }
 
 /// Statements for SQLite, run together at commit.
@@ -34,9 +37,8 @@ pub struct SqliteTx {
 }
 
 impl SqlTx {
-    /// Begins a transaction on `db`'s pool; `None` for a backend apalis keeps no queue in
-    /// (MySQL).
-    pub async fn begin(db: &DatabaseConnection) -> Result<Option<Self>, DbErr> {
+    /// Begins a transaction on `db`'s pool.
+    pub async fn begin(db: &DatabaseConnection) -> Result<Self, DbErr> {
         let tx = match db.get_database_backend() {
             DbBackend::Sqlite => Self::Sqlite(SqliteTx {
                 pool: db.get_sqlite_connection_pool().clone(),
@@ -49,9 +51,16 @@ impl SqlTx {
                     .await
                     .map_err(exec)?,
             ),
-            _ => return Ok(None),
+            DbBackend::MySql => {
+                Self::MySql(db.get_mysql_connection_pool().begin().await.map_err(exec)?)
+            }
+            other => {
+                return Err(DbErr::Custom(format!(
+                    "no transactions for a {other:?} database"
+                )));
+            }
         };
-        Ok(Some(tx))
+        Ok(tx)
     }
 
     /// The backend to build statements for.
@@ -59,11 +68,13 @@ impl SqlTx {
         match self {
             Self::Sqlite(_) => DbBackend::Sqlite,
             Self::Postgres(_) => DbBackend::Postgres,
+            Self::MySql(_) => DbBackend::MySql,
         }
     }
 
     /// Writes with a statement built for [`SqlTx::backend`], whose result nobody reads. On
-    /// Postgres it runs now; on SQLite at [`SqlTx::commit`], where its errors are reported.
+    /// Postgres and MySQL it runs now; on SQLite at [`SqlTx::commit`], where its errors are
+    /// reported.
     pub async fn write(&mut self, statement: Statement) -> Result<(), DbErr> {
         match self {
             Self::Sqlite(tx) => {
@@ -82,6 +93,13 @@ impl SqlTx {
                     .await
                     .map_err(exec)?;
             }
+            Self::MySql(tx) => {
+                let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
+                sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), values)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(exec)?;
+            }
         }
         Ok(())
     }
@@ -90,6 +108,7 @@ impl SqlTx {
         match self {
             Self::Sqlite(tx) => tx.commit().await,
             Self::Postgres(tx) => tx.commit().await.map_err(exec),
+            Self::MySql(tx) => tx.commit().await.map_err(exec),
         }
     }
 }
@@ -212,7 +231,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_statements_commit_together_with_their_own_values() {
         let (db, outside, dir) = databases("commit").await;
-        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        let mut tx = SqlTx::begin(&db).await.unwrap();
         tx.write(insert("a", 1, "first")).await.unwrap();
         tx.write(insert("b", 7, "second")).await.unwrap();
         tx.write(insert("a", 2, "third")).await.unwrap();
@@ -232,11 +251,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_sqlite_statement_undoes_the_others_and_frees_the_connection() {
         let (db, outside, dir) = databases("rollback").await;
-        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        let mut tx = SqlTx::begin(&db).await.unwrap();
         tx.write(insert("a", 1, "kept")).await.unwrap();
         tx.commit().await.unwrap();
 
-        let mut tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        let mut tx = SqlTx::begin(&db).await.unwrap();
         tx.write(insert("b", 1, "undone")).await.unwrap();
         // The same key again: this statement fails.
         tx.write(insert("a", 1, "duplicate")).await.unwrap();
@@ -255,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_sqlite_transaction_commits_nothing() {
         let (db, _outside, dir) = databases("empty").await;
-        let tx = SqlTx::begin(&db).await.unwrap().unwrap();
+        let tx = SqlTx::begin(&db).await.unwrap();
         tx.commit().await.unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
-    TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, Statement, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -218,13 +217,9 @@ impl EventLog {
         if news.is_empty() {
             return Ok(Vec::new());
         }
-        let events = new_records(news, EventStatus::Accepted);
-        let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
-        for statement in insert_statements(&events, backend) {
-            txn.execute_raw(statement).await?;
-        }
-        txn.commit().await?;
+        let mut tx = SqlTx::begin(&self.db).await?;
+        let events = self.insert_in(&mut tx, news, EventStatus::Accepted).await?;
+        tx.commit().await?;
         self.make_durable().await?;
         Ok(events)
     }
@@ -237,7 +232,16 @@ impl EventLog {
         tx: &mut SqlTx,
         news: Vec<NewEvent>,
     ) -> Result<Vec<LoggedEvent>, DbErr> {
-        let events = new_records(news, EventStatus::Queued);
+        self.insert_in(tx, news, EventStatus::Queued).await
+    }
+
+    async fn insert_in(
+        &self,
+        tx: &mut SqlTx,
+        news: Vec<NewEvent>,
+        status: EventStatus,
+    ) -> Result<Vec<LoggedEvent>, DbErr> {
+        let events = new_records(news, status);
         if events.is_empty() {
             return Ok(events);
         }
@@ -458,12 +462,12 @@ impl EventLog {
                 }),
             )
             .filter(event::Column::Id.is_in(records.iter().map(|r| r.event_id.as_str())));
-        let txn = self.db.begin().await?;
-        attempt::Entity::insert_many(rows)
-            .exec_without_returning(&txn)
+        let mut tx = SqlTx::begin(&self.db).await?;
+        let backend = tx.backend();
+        tx.write(attempt::Entity::insert_many(rows).build(backend))
             .await?;
-        update.exec(&txn).await?;
-        txn.commit().await
+        tx.write(update.build(backend)).await?;
+        tx.commit().await
     }
 
     /// Events still `accepted` that were logged before `before` (Unix ms).

@@ -260,12 +260,7 @@ async fn log_and_queue(
     queue: &Queue,
     news: Vec<NewEvent>,
 ) -> Result<Vec<LoggedEvent>, sea_orm::DbErr> {
-    let Some(mut tx) = SqlTx::begin(log.connection()).await? else {
-        return Err(sea_orm::DbErr::Custom(format!(
-            "a {} queue in a database with no transaction to share",
-            queue.backend_name()
-        )));
-    };
+    let mut tx = SqlTx::begin(log.connection()).await?;
     let events = log.insert_queued_in(&mut tx, news).await?;
     let pushed = queue
         .push_fresh_in(&mut tx, &events)
