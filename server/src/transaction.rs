@@ -86,20 +86,8 @@ impl SqlTx {
                     tx.values.extend(values);
                 }
             }
-            Self::Postgres(tx) => {
-                let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
-                sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), values)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(exec)?;
-            }
-            Self::MySql(tx) => {
-                let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
-                sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), values)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(exec)?;
-            }
+            Self::Postgres(tx) => execute::<Postgres>(&mut **tx, statement).await?,
+            Self::MySql(tx) => execute::<MySql>(&mut **tx, statement).await?,
         }
         Ok(())
     }
@@ -170,6 +158,21 @@ impl Drop for Closing {
             conn.close_on_drop();
         }
     }
+}
+
+/// Runs `statement` on `conn` now.
+async fn execute<DB>(conn: &mut DB::Connection, statement: Statement) -> Result<(), DbErr>
+where
+    DB: sqlx::Database,
+    SqlxValues: for<'q> sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let values = SqlxValues(statement.values.unwrap_or(Values(Vec::new())));
+    sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), values)
+        .execute(conn)
+        .await
+        .map_err(exec)?;
+    Ok(())
 }
 
 fn exec(error: sqlx::Error) -> DbErr {
