@@ -16,13 +16,14 @@ use comnestor_protocol::message::{
     UnsubscribeData,
 };
 use comnestor_protocol::{ChannelKind, ChannelName, CloseCode};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use poem::Upgraded;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument;
 
+use super::reads::Reads;
 use super::{close_frame, refuse};
 use crate::Context;
 use crate::apps::App;
@@ -114,6 +115,7 @@ async fn drive(
     tokio::pin!(idle);
     let mut pinged = false;
     let mut last_write: Option<Instant> = None;
+    let mut reads = Reads::new();
     loop {
         tokio::select! {
             biased;
@@ -135,7 +137,7 @@ async fn drive(
                     }
                 }
             },
-            incoming = socket.next() => {
+            incoming = poll_fn(|cx| reads.poll_next(socket, cx)) => {
                 idle.as_mut().reset(Instant::now() + activity);
                 pinged = false;
                 match incoming {

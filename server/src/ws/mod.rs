@@ -5,6 +5,7 @@
 //! code, because that is the only way a browser client learns the reason.
 
 mod connection;
+mod reads;
 
 use std::sync::Arc;
 
