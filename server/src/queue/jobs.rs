@@ -542,17 +542,19 @@ impl<J: QueueJob> JobQueue<J> {
         };
         let strategy = strategy.interval(poll_interval);
         let name = format!("{}-{}", settings.worker, ulid::Ulid::generate());
-        // The pruner and the claims run as tasks of their own. apalis fetches each time its
-        // worker is polled after an empty fetch, and futures joined in one task are all polled
-        // whenever one of them is woken: joined, every claimed job and every prune cost a
-        // fetch (one `UPDATE Jobs …` per event on SQLite).
-        let pruner = tokio::spawn({
+        // The pruner and the claims run as tasks of their own (ended with the worker if this
+        // future is dropped). apalis fetches each time its worker is polled after an empty
+        // fetch, and futures joined in one task are all polled whenever one of them is woken:
+        // joined, every claimed job and every prune cost a fetch (one `UPDATE Jobs …` per event
+        // on SQLite).
+        let mut helpers = tokio::task::JoinSet::new();
+        helpers.spawn({
             let (queue, stop) = (self.clone(), stop.clone());
             async move { queue.prune_until(stop).await }
         });
         // Fetched and claimed jobs share one limit, so that `concurrency` holds for both.
         let running = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let claims = tokio::spawn({
+        helpers.spawn({
             let (claims, handler, stop) = (self.claims.clone(), handler.clone(), stop.clone());
             let (pool, worker, running) = (self.sql.clone(), name.clone(), running.clone());
             async move {
@@ -586,9 +588,9 @@ impl<J: QueueJob> JobQueue<J> {
         if let Err(error) = result {
             tracing::error!(%error, "{} worker stopped with an error", settings.job);
         }
-        for (task, ended) in [("pruner", pruner.await), ("claims", claims.await)] {
+        while let Some(ended) = helpers.join_next().await {
             if let Err(error) = ended {
-                tracing::error!(%error, "the {} {task} failed", settings.job);
+                tracing::error!(%error, "the {} worker's pruner or claims failed", settings.job);
             }
         }
     }
