@@ -110,7 +110,7 @@ impl SqliteTx {
         let mut conn = Closing::new(self.pool.acquire().await.map_err(exec)?);
         let values = SqlxValues(Values(self.values));
         let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .execute(&mut **conn.get())
+            .execute(&mut *conn.conn)
             .await;
         let Err(error) = result else {
             conn.keep();
@@ -120,7 +120,7 @@ impl SqliteTx {
         // connection's next user. When `BEGIN` itself failed, `ROLLBACK` fails too and the
         // connection is closed, which is as safe.
         if sqlx::query("ROLLBACK")
-            .execute(&mut **conn.get())
+            .execute(&mut *conn.conn)
             .await
             .is_ok()
         {
@@ -133,29 +133,26 @@ impl SqliteTx {
 /// A pooled connection that is closed, not given back, unless [`Closing::keep`] is called:
 /// a command abandoned halfway (its future dropped) can leave a transaction open, and closing
 /// the connection is what rolls it back.
-struct Closing(Option<PoolConnection<Sqlite>>);
+struct Closing {
+    conn: PoolConnection<Sqlite>,
+    keep: bool,
+}
 
 impl Closing {
     fn new(conn: PoolConnection<Sqlite>) -> Self {
-        Self(Some(conn))
-    }
-
-    fn get(&mut self) -> &mut PoolConnection<Sqlite> {
-        self.0
-            .as_mut()
-            .expect("the connection is held until dropped")
+        Self { conn, keep: false }
     }
 
     /// The connection is in autocommit again; it goes back to the pool when dropped.
-    fn keep(&mut self) {
-        drop(self.0.take());
+    fn keep(mut self) {
+        self.keep = true;
     }
 }
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.0.take() {
-            conn.close_on_drop();
+        if !self.keep {
+            self.conn.close_on_drop();
         }
     }
 }
