@@ -272,6 +272,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_abandoned_sqlite_commit_writes_all_or_nothing_and_frees_the_connection() {
+        let (db, outside, dir) = databases("abandoned").await;
+        let mut tx = SqlTx::begin(&db).await.unwrap();
+        for id in 0..200 {
+            tx.write(insert("a", id, "maybe")).await.unwrap();
+        }
+        // Polled once, then dropped while the command is on its way.
+        let abandoned = tokio::time::timeout(std::time::Duration::ZERO, tx.commit()).await;
+        assert!(abandoned.is_err(), "the commit was still running");
+        db.execute_unprepared("INSERT INTO b (id, label) VALUES (1, 'after')")
+            .await
+            .unwrap();
+        assert_eq!(rows(&outside, "b").await, [(1, "after".into())]);
+        let written = rows(&outside, "a").await.len();
+        assert!(written == 0 || written == 200, "{written} of 200 rows");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
     async fn an_empty_sqlite_transaction_commits_nothing() {
         let (db, _outside, dir) = databases("empty").await;
         let tx = SqlTx::begin(&db).await.unwrap();
