@@ -20,7 +20,8 @@
 //!
 //! Also:
 //! - [`webhooks`]: Pusher webhooks — batched, filtered, signed, queued, retried, recorded.
-//! - [`transaction`]: one transaction for an event and its delivery job in one database.
+//! - [`transaction`]: the event log's transactions, which also hold an event's delivery job when
+//!   the queue is in the same database (on SQLite, one command each).
 //! - [`memory`]: returning freed memory to the system after many connections leave.
 //! - [`server`]: wiring it together, the app refresher, and graceful shutdown.
 //! - [`cli`]: the `comnestor` command line.
