@@ -7,7 +7,9 @@
 //! sqlx itself, which both can write in: the log adds the statements sea-orm builds for it,
 //! and the queue adds its job insert ([`crate::queue::JobQueue::push_in`]). Either the event is
 //! logged with its job, or neither is. The log's other writes (events without a job, attempt
-//! records) use it as well, on every backend.
+//! records) use it as well, on every backend. The retention prune does not: it reports how
+//! many events its delete removed, and a statement here reports nothing on SQLite until the
+//! commit, so it keeps a sea-orm transaction.
 //!
 //! On SQLite the statements are not run one by one. Each would be a round trip to the
 //! connection's thread, as would `BEGIN` and `COMMIT`, and the intake's next group waits for
