@@ -42,3 +42,65 @@ async fn fanout_delivers_every_event_once() {
     assert_eq!(results["latency"]["count"], 400);
     server.shutdown().await;
 }
+
+/// The yardstick of BENCHMARKS.md: the generator's fan-out against the minimal broadcaster must
+/// also deliver every event once, so that a sitting can measure the machine with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimal_broadcaster_delivers_every_event_once() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("its address").port()
+    };
+    let mut broadcaster = tokio::process::Command::new(env!("CARGO_BIN_EXE_minimal-broadcaster"))
+        .args(["--port", &port.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the minimal broadcaster starts");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the minimal broadcaster never listened on {port}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_comnestor-bench"))
+        .args(["--strict", "--json", "-", "--source-ips", "2"])
+        .args(["--label", "minimal"])
+        .args([
+            "fanout",
+            "--subscribers",
+            "20",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+        ])
+        .args(["--warmup", "0", "--drain", "3"])
+        .env("COMNESTOR_URL", format!("http://127.0.0.1:{port}"))
+        .env("COMNESTOR_APP_ID", APP_ID)
+        .env("COMNESTOR_APP_KEY", APP_KEY)
+        .env("COMNESTOR_APP_SECRET", APP_SECRET)
+        .output()
+        .await
+        .expect("the bench binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: serde_json::Value = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("a JSON record");
+    let results = &record["results"];
+    assert_eq!(results["deliveries"], 400, "{results}");
+    assert_eq!(results["lost"], 0);
+    assert_eq!(results["duplicated"], 0);
+    let _ = broadcaster.kill().await;
+}
