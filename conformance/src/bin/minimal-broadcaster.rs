@@ -6,7 +6,8 @@
 //! and many-channel scenarios: `pusher:connection_established`, public `pusher:subscribe`,
 //! `pusher:ping`, and `POST /apps/{id}/events` or `/batch_events` (any path, no signature
 //! check). It keeps no log, checks nothing, and gives each connection a task and an unbounded
-//! queue, written through tokio-tungstenite, with whatever queued up meanwhile in one flush.
+//! queue, written through tokio-tungstenite with small buffers, whatever queued up meanwhile in
+//! one flush.
 //! Run in the same sitting as a real server, it says how much of a result is the machine
 //! (BENCHMARKS.md):
 //!
@@ -23,6 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Largest HTTP request head and body accepted.
@@ -99,7 +101,11 @@ async fn serve(port: u16) -> anyhow::Result<()> {
 }
 
 async fn websocket(stream: TcpStream, channels: &Channels, id: u64) {
-    let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+    // tungstenite's default read buffer is 128 KiB, held by every connection for its life.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(16 * 1024);
+    let Ok(socket) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let (mut sink, mut source) = socket.split();
