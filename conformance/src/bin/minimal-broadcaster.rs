@@ -2,14 +2,13 @@
 //!
 //! `comnestor-bench` measures a server together with the machine: on two shared cores the
 //! kernel's loopback path is most of what a delivery costs, and it differs from one VM to the
-//! next. This broadcaster speaks just enough of the protocol for the load generator's fan-out
-//! and many-channel scenarios: `pusher:connection_established`, public `pusher:subscribe`,
-//! `pusher:ping`, and `POST /apps/{id}/events` or `/batch_events` (any path, no signature
-//! check). It keeps no log, checks nothing, and gives each connection a task and an unbounded
-//! queue, written through tokio-tungstenite with small buffers, whatever queued up meanwhile in
-//! one flush.
-//! Run in the same sitting as a real server, it says how much of a result is the machine
-//! (BENCHMARKS.md):
+//! next. This broadcaster speaks just enough of the protocol for the load generator's idle,
+//! fan-out and many-channel scenarios: `pusher:connection_established`, public
+//! `pusher:subscribe`, `pusher:ping`, and `POST /apps/{id}/events` or `/batch_events` (any path,
+//! no signature check). It keeps no log, checks nothing, and gives each connection a task and an
+//! unbounded queue, written through tokio-tungstenite with small buffers, whatever queued up
+//! meanwhile in one flush. Run in the same sitting as a real server, it says how much of a
+//! result is the machine (BENCHMARKS.md):
 //!
 //! ```sh
 //! target/release/minimal-broadcaster --port 6003 &
