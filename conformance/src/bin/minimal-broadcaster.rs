@@ -191,7 +191,10 @@ async fn http(mut stream: TcpStream, channels: &Channels) {
             .unwrap_or(0);
         if length > MAX_REQUEST {
             let _ = stream
-                .write_all(&response(413, r#"{"error":"body too large"}"#))
+                .write_all(&response(
+                    "413 Payload Too Large",
+                    r#"{"error":"body too large"}"#,
+                ))
                 .await;
             return;
         }
@@ -203,8 +206,11 @@ async fn http(mut stream: TcpStream, channels: &Channels) {
         let published = publish(channels, &buf[head_end..head_end + length]);
         buf.drain(..head_end + length);
         let answer = match published {
-            true => response(200, "{}"),
-            false => response(400, r#"{"error":"the body is not a JSON event"}"#),
+            true => response("200 OK", "{}"),
+            false => response(
+                "400 Bad Request",
+                r#"{"error":"the body is not a JSON event"}"#,
+            ),
         };
         if stream.write_all(&answer).await.is_err() {
             return;
@@ -229,9 +235,9 @@ fn publish(channels: &Channels, body: &[u8]) -> bool {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
     };
-    let events = match body.get("batch").and_then(|b| b.as_array()) {
-        Some(batch) => batch.clone(),
-        None => vec![body],
+    let events: Vec<&serde_json::Value> = match body.get("batch").and_then(|b| b.as_array()) {
+        Some(batch) => batch.iter().collect(),
+        None => vec![&body],
     };
     for event in events {
         let mut names: Vec<&str> = event["channels"]
@@ -256,14 +262,10 @@ fn publish(channels: &Channels, body: &[u8]) -> bool {
     true
 }
 
-fn response(status: u16, body: &str) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        _ => "Payload Too Large",
-    };
+/// A JSON response; `status` is the code and its reason, `200 OK`.
+fn response(status: &str, body: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
