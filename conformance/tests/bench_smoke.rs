@@ -4,8 +4,8 @@
 use comnestor_server::testing::{APP_ID, APP_KEY, APP_SECRET, TestServer};
 
 /// Runs a one-second fan-out of 20 subscribers at 20 events/s against `url` and checks that
-/// every one of the 400 deliveries was made once.
-async fn fanout_delivers_every_event_once_to(url: &str) {
+/// every one of the 400 deliveries was made once. `readers` is the generator's `--readers`.
+async fn fanout_delivers_every_event_once_to(url: &str, readers: &str) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_comnestor-bench"))
         .args(["--strict", "--json", "-", "--source-ips", "2"])
         .args([
@@ -17,7 +17,7 @@ async fn fanout_delivers_every_event_once_to(url: &str) {
             "--duration",
             "1",
         ])
-        .args(["--warmup", "0", "--drain", "3"])
+        .args(["--warmup", "0", "--drain", "3", "--readers", readers])
         .env("COMNESTOR_URL", url)
         .env("COMNESTOR_APP_ID", APP_ID)
         .env("COMNESTOR_APP_KEY", APP_KEY)
@@ -46,7 +46,15 @@ async fn fanout_delivers_every_event_once_to(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_every_event_once() {
     let server = TestServer::start().await;
-    fanout_delivers_every_event_once_to(&server.http_url()).await;
+    fanout_delivers_every_event_once_to(&server.http_url(), "2").await;
+    server.shutdown().await;
+}
+
+/// The same with a task per subscriber, the generator's other way of reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_event_once_with_a_task_per_subscriber() {
+    let server = TestServer::start().await;
+    fanout_delivers_every_event_once_to(&server.http_url(), "0").await;
     server.shutdown().await;
 }
 
@@ -74,6 +82,6 @@ async fn the_minimal_broadcaster_delivers_every_event_once() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    fanout_delivers_every_event_once_to(&format!("http://127.0.0.1:{port}")).await;
+    fanout_delivers_every_event_once_to(&format!("http://127.0.0.1:{port}"), "2").await;
     let _ = broadcaster.kill().await;
 }

@@ -7,6 +7,7 @@
 //! (permessage-deflate is never offered), no TLS, no binary messages.
 
 use std::collections::HashSet;
+use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -42,6 +43,11 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// The encoded frames, for a writer that sends them itself.
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
     /// Queues a text message.
     pub fn text(&mut self, text: &str) {
         self.frame(OP_TEXT, text.as_bytes());
@@ -71,15 +77,21 @@ impl Outgoing {
     }
 }
 
-/// One connection to the server.
-pub struct Ws {
-    stream: TcpStream,
+/// Everything of a connection but its socket: bytes read and not yet handled, and frames
+/// waiting to be written. A [`crate::reader`] thread carries it while it polls the socket.
+pub struct Frames {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     /// A fragmented message being reassembled.
     partial: Vec<u8>,
     pub out: Outgoing,
+}
+
+/// One connection to the server.
+pub struct Ws {
+    stream: TcpStream,
+    frames: Frames,
     /// From `pusher:connection_established`.
     pub socket_id: String,
     /// Messages read during setup after the one it waited for.
@@ -113,14 +125,7 @@ impl Ws {
         stream.set_nodelay(true)?;
         let mut ws = Self {
             stream,
-            buf: vec![0; buffer.max(512)],
-            start: 0,
-            end: 0,
-            partial: Vec::new(),
-            out: Outgoing {
-                bytes: Vec::new(),
-                mask_state: rand_seed(),
-            },
+            frames: Frames::new(buffer),
             socket_id: String::new(),
             backlog: Vec::new(),
         };
@@ -139,24 +144,25 @@ impl Ws {
             target.ws_host
         );
         self.stream.write_all(request.as_bytes()).await?;
+        let frames = &mut self.frames;
         loop {
-            if let Some(end) = find(&self.buf[..self.end], b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]);
+            if let Some(end) = find(&frames.buf[..frames.end], b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&frames.buf[..end]);
                 let status = head.lines().next().unwrap_or_default();
                 if !status.starts_with("HTTP/1.1 101") {
                     bail!("upgrade refused: {status}");
                 }
-                self.start = end + 4;
+                frames.start = end + 4;
                 return Ok(());
             }
-            if self.end == self.buf.len() {
+            if frames.end == frames.buf.len() {
                 bail!("upgrade response too long");
             }
-            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            let n = self.stream.read(&mut frames.buf[frames.end..]).await?;
             if n == 0 {
                 bail!("connection closed during the upgrade");
             }
-            self.end += n;
+            frames.end += n;
         }
     }
 
@@ -191,20 +197,21 @@ impl Ws {
             channel_data,
         };
         let frame = serde_json::json!({ "event": "pusher:subscribe", "data": data });
-        self.out.text(&frame.to_string());
+        self.frames.out.text(&frame.to_string());
     }
 
     pub fn queue_unsubscribe(&mut self, channel: &str) {
         let frame =
             serde_json::json!({ "event": "pusher:unsubscribe", "data": { "channel": channel } });
-        self.out.text(&frame.to_string());
+        self.frames.out.text(&frame.to_string());
     }
 
     /// Writes what is queued.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.bytes.is_empty() {
-            self.stream.write_all(&self.out.bytes).await?;
-            self.out.bytes.clear();
+        let out = &mut self.frames.out.bytes;
+        if !out.is_empty() {
+            self.stream.write_all(out).await?;
+            out.clear();
         }
         Ok(())
     }
@@ -278,21 +285,84 @@ impl Ws {
         // Messages held back by the setup path, then frames left in the buffer, come first.
         let held = self.backlog.len();
         for message in std::mem::take(&mut self.backlog) {
-            on_text(&message, &mut self.out);
+            on_text(&message, &mut self.frames.out);
         }
-        let (mut status, mut delivered) = self.parse_frames(&mut on_text)?;
+        let (mut status, mut delivered) = self.frames.parse(&mut on_text)?;
         delivered += held;
-        if status == Status::Open && delivered == 0 && self.out.bytes.is_empty() {
-            self.make_room();
-            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        if status == Status::Open && delivered == 0 && self.frames.out.bytes.is_empty() {
+            let n = self.stream.read(self.frames.space()).await?;
             if n == 0 {
                 return Ok(Status::Closed(None));
             }
-            self.end += n;
-            status = self.parse_frames(&mut on_text)?.0;
+            self.frames.filled(n);
+            status = self.frames.parse(&mut on_text)?.0;
         }
         self.flush().await?;
         Ok(status)
+    }
+
+    /// Takes the connection apart for a [`crate::reader`] thread, handing the messages held
+    /// back by the setup path to `on_text` first.
+    pub fn into_parts(
+        mut self,
+        mut on_text: impl FnMut(&[u8], &mut Outgoing),
+    ) -> io::Result<(std::net::TcpStream, Frames)> {
+        for message in std::mem::take(&mut self.backlog) {
+            on_text(&message, &mut self.frames.out);
+        }
+        Ok((self.stream.into_std()?, self.frames))
+    }
+
+    /// Puts a connection taken apart by [`Ws::into_parts`] together again, on the current
+    /// runtime.
+    pub fn from_parts(stream: std::net::TcpStream, frames: Frames) -> io::Result<Self> {
+        Ok(Self {
+            stream: TcpStream::from_std(stream)?,
+            frames,
+            socket_id: String::new(),
+            backlog: Vec::new(),
+        })
+    }
+
+    /// Closes politely (close frame, then waits briefly for the server to end the stream).
+    pub async fn close(mut self) {
+        self.frames.out.frame(OP_CLOSE, &1000u16.to_be_bytes());
+        if self.flush().await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+}
+
+impl Frames {
+    /// Empty, with a read buffer of `buffer` bytes (at least 512) to start with.
+    pub fn new(buffer: usize) -> Self {
+        Self {
+            buf: vec![0; buffer.max(512)],
+            start: 0,
+            end: 0,
+            partial: Vec::new(),
+            out: Outgoing {
+                bytes: Vec::new(),
+                mask_state: rand_seed(),
+            },
+        }
+    }
+
+    /// The free end of the buffer, made room for first.
+    pub fn space(&mut self) -> &mut [u8] {
+        self.make_room();
+        &mut self.buf[self.end..]
+    }
+
+    /// Counts `n` bytes just read into [`Frames::space`].
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
     }
 
     fn make_room(&mut self) {
@@ -315,7 +385,7 @@ impl Ws {
 
     /// Handles every complete frame in the buffer; returns the status and how many messages
     /// went to `on_text`.
-    fn parse_frames<F>(&mut self, on_text: &mut F) -> anyhow::Result<(Status, usize)>
+    pub fn parse<F>(&mut self, on_text: &mut F) -> anyhow::Result<(Status, usize)>
     where
         F: FnMut(&[u8], &mut Outgoing),
     {
@@ -374,20 +444,6 @@ impl Ws {
                 _ => {}
             }
         }
-    }
-
-    /// Closes politely (close frame, then waits briefly for the server to end the stream).
-    pub async fn close(mut self) {
-        self.out.frame(OP_CLOSE, &1000u16.to_be_bytes());
-        if self.flush().await.is_err() {
-            return;
-        }
-        let _ = self.stream.shutdown().await;
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 }
 

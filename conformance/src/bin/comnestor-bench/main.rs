@@ -15,6 +15,7 @@
 mod client;
 mod payload;
 mod proc;
+mod reader;
 mod report;
 mod scenarios;
 mod stats;

@@ -30,7 +30,9 @@ pub async fn run(
     let channels = (0..args.channels.max(1))
         .map(|i| format!("bench-channel-{i}"))
         .collect();
-    let spec = args.publish.spec(channels, args.subscribers, Api::Pusher);
+    let spec = args
+        .publish
+        .spec(channels, args.subscribers, Api::Pusher, 0);
     let outcome = delivery::run(target, &spec, server_pid).await?;
     let mut report = Report::new("channels", args);
     report_delivery(&mut report, &spec, &outcome);

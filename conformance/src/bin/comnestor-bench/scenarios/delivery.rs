@@ -22,6 +22,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::client::{Outgoing, Status, Ws};
 use crate::payload::{self, Stamp, now_us};
 use crate::proc;
+use crate::reader::{Handoff, Listener, Parked, Readers};
 use crate::stats::{Histogram, SeenSet, Summary};
 use crate::target::{Published, Target, unix_ms};
 
@@ -66,6 +67,9 @@ pub struct DeliverySpec {
     pub background_channels: usize,
     pub buffer: usize,
     pub connect_concurrency: usize,
+    /// Reader threads for the subscribers that stay (0: each keeps its task).
+    pub readers: usize,
+    pub reader_idle: Duration,
 }
 
 /// What was measured.
@@ -244,6 +248,23 @@ impl Tracker {
     }
 }
 
+/// A subscriber handed to a reader thread.
+struct Listening {
+    plan: ClientPlan,
+    tracker: Tracker,
+}
+
+impl Listener for Listening {
+    fn on_text(&mut self, text: &[u8], out: &mut Outgoing) {
+        self.tracker.on_text(text, out);
+    }
+
+    fn after_read(&mut self) {
+        self.tracker.read_at_us = None;
+        self.tracker.report_received();
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -301,15 +322,32 @@ fn queue_join(ws: &mut Ws, target: &Target, plan: &ClientPlan) -> anyhow::Result
     Ok(())
 }
 
-async fn run_client(
+/// What every subscriber of a run gets.
+#[derive(Clone)]
+struct ClientEnv {
     target: Arc<Target>,
-    plan: ClientPlan,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     ready: mpsc::Sender<Result<(), String>>,
+    /// Limits how many connect at once.
     gate: Arc<Semaphore>,
+    /// Where subscribers that stay go once subscribed, unless each keeps its task.
+    readers: Option<Handoff<Listening>>,
+}
+
+async fn run_client(
+    env: ClientEnv,
+    mut plan: ClientPlan,
     mut commands: mpsc::Receiver<Rejoin>,
 ) -> Option<ClientResult> {
+    let ClientEnv {
+        target,
+        shared,
+        mut stop,
+        ready,
+        gate,
+        readers,
+    } = env;
     let permit = gate.acquire().await.ok()?;
     let mut ws = match subscribe(&target, &plan).await {
         Ok(ws) => ws,
@@ -323,6 +361,17 @@ async fn run_client(
     drop(ready);
 
     let mut tracker = Tracker::new(shared);
+    if let Some(readers) = readers.filter(|_| plan.stable) {
+        match hand_over(ws, plan, tracker, &readers) {
+            HandOver::Given => return None,
+            HandOver::Back(back, again, kept) => (ws, plan, tracker) = (back, again, kept),
+            HandOver::Failed(mut result) => {
+                result.tracker.flush();
+                result.tracker.report_received();
+                return Some(result);
+            }
+        }
+    }
     let mut closed = None;
     let mut error = None;
     // Made once: a new `changed()` per message would register and drop a waiter each time.
@@ -361,6 +410,56 @@ async fn run_client(
             }
         }
     }
+    finish(ws, plan, tracker, closed, error).await
+}
+
+/// Where a subscriber went.
+enum HandOver {
+    Given,
+    /// The readers had stopped: the task keeps it.
+    Back(Ws, ClientPlan, Tracker),
+    /// Its socket could not change hands, which ends it.
+    Failed(ClientResult),
+}
+
+/// Gives a subscribed connection to a reader thread.
+fn hand_over(
+    ws: Ws,
+    plan: ClientPlan,
+    mut tracker: Tracker,
+    readers: &Handoff<Listening>,
+) -> HandOver {
+    let failed = |plan, tracker, error: String| {
+        HandOver::Failed(ClientResult {
+            plan,
+            tracker,
+            closed: None,
+            error: Some(error),
+        })
+    };
+    let (stream, frames) = match ws.into_parts(|text, out| tracker.on_text(text, out)) {
+        Ok(parts) => parts,
+        Err(e) => return failed(plan, tracker, format!("leaving the runtime: {e}")),
+    };
+    let parked = match readers.give(stream, frames, Listening { plan, tracker }) {
+        Ok(()) => return HandOver::Given,
+        Err(parked) => parked,
+    };
+    let Listening { plan, tracker } = parked.listener;
+    match Ws::from_parts(parked.stream, parked.frames) {
+        Ok(ws) => HandOver::Back(ws, plan, tracker),
+        Err(e) => failed(plan, tracker, format!("back on the runtime: {e}")),
+    }
+}
+
+/// Closes a subscriber politely unless the server closed it, and reports what it saw.
+async fn finish(
+    ws: Ws,
+    plan: ClientPlan,
+    mut tracker: Tracker,
+    closed: Option<Option<u16>>,
+    error: Option<String>,
+) -> Option<ClientResult> {
     tracker.flush();
     tracker.report_received();
     if closed.is_none() {
@@ -372,6 +471,25 @@ async fn run_client(
         closed,
         error,
     })
+}
+
+/// Takes a connection back from a reader thread that stopped.
+async fn unpark(parked: Parked<Listening>) -> Option<ClientResult> {
+    let Listening { plan, mut tracker } = parked.listener;
+    match Ws::from_parts(parked.stream, parked.frames) {
+        Ok(ws) => finish(ws, plan, tracker, parked.closed, parked.error).await,
+        Err(e) => {
+            tracker.flush();
+            tracker.report_received();
+            let error = parked.error.unwrap_or(format!("back on the runtime: {e}"));
+            Some(ClientResult {
+                plan,
+                tracker,
+                closed: parked.closed,
+                error: Some(error),
+            })
+        }
+    }
 }
 
 /// Holds `names` subscribed on one connection until told to stop.
@@ -451,6 +569,18 @@ pub async fn run(
         .collect();
     let mut subscribers_of = vec![0u64; names.len()];
     let mut stable_of = vec![0u64; names.len()];
+    let readers = match spec.readers {
+        0 => None,
+        threads => Some(Readers::spawn(threads, spec.reader_idle)?),
+    };
+    let env = ClientEnv {
+        target: target.clone(),
+        shared: shared.clone(),
+        stop: stop_rx.clone(),
+        ready: ready_tx.clone(),
+        gate: gate.clone(),
+        readers: readers.as_ref().map(Readers::handoff),
+    };
     let mut clients = JoinSet::new();
     let mut churners = Vec::new();
     // Held until the end, so that a subscriber's command channel never reports closed.
@@ -473,16 +603,9 @@ pub async fn run(
             churners.push(command_tx.clone());
         }
         commands.push(command_tx);
-        clients.spawn(run_client(
-            target.clone(),
-            plan,
-            shared.clone(),
-            stop_rx.clone(),
-            ready_tx.clone(),
-            gate.clone(),
-            command_rx,
-        ));
+        clients.spawn(run_client(env.clone(), plan, command_rx));
     }
+    drop(env);
     drop(ready_tx);
 
     let expected_ready = spec.subscribers + holders;
@@ -534,9 +657,26 @@ pub async fn run(
     let client_after = proc::sample("self");
     let _ = stop_tx.send(true);
 
-    let mut last_rx_us = publish_started_us;
+    // Every task has handed its connection over or is stopping by now.
+    let mut tasks_done = Vec::new();
     while let Some(result) = clients.join_next().await {
-        let Ok(Some(result)) = result else { continue };
+        if let Ok(Some(result)) = result {
+            tasks_done.push(result);
+        }
+    }
+    if let Some(readers) = readers {
+        let parked = tokio::task::spawn_blocking(move || readers.stop()).await??;
+        for parked in parked {
+            clients.spawn(unpark(parked));
+        }
+    }
+    let mut last_rx_us = publish_started_us;
+    let mut results = tasks_done.into_iter().map(Some).collect::<Vec<_>>();
+    while let Some(result) = clients.join_next().await {
+        results.push(result.ok().flatten());
+    }
+    for result in results {
+        let Some(result) = result else { continue };
         account(&mut outcome, &result, &log);
         last_rx_us = last_rx_us.max(result.tracker.last_rx_us);
     }

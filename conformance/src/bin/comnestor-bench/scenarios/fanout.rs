@@ -34,7 +34,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let mut spec = args
         .publish
-        .spec(vec![args.channel.clone()], args.subscribers, Api::Pusher);
+        .spec(vec![args.channel.clone()], args.subscribers, Api::Pusher, 2);
     spec.background_channels = args.other_channels;
     let outcome = delivery::run(target, &spec, server_pid).await?;
     let mut report = Report::new("fanout", args);

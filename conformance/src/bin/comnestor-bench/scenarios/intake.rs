@@ -46,7 +46,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let spec = args
         .publish
-        .spec(vec![args.channel.clone()], args.subscribers, Api::Intake);
+        .spec(vec![args.channel.clone()], args.subscribers, Api::Intake, 0);
     let outcome = delivery::run(target.clone(), &spec, server_pid).await?;
     let mut report = Report::new("intake", args);
     report_delivery(&mut report, &spec, &outcome);

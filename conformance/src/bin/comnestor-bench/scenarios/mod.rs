@@ -48,10 +48,25 @@ pub struct PublishArgs {
     /// Subscribers connecting at the same time.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Threads that read the subscribers that only listen, once subscribed (see
+    /// `reader.rs`); 0 keeps a task per subscriber on the runtime. The default is 2 for
+    /// `fanout`, whose deliveries come thousands at a time, and 0 for the others.
+    #[arg(long)]
+    pub readers: Option<usize>,
+    /// Microseconds a reader thread sleeps when none of its sockets was ready.
+    #[arg(long, default_value_t = 200)]
+    pub reader_idle_us: u64,
 }
 
 impl PublishArgs {
-    pub fn spec(&self, channels: Vec<String>, subscribers: usize, api: Api) -> DeliverySpec {
+    /// The run to make; `readers` is the scenario's default for `--readers`.
+    pub fn spec(
+        &self,
+        channels: Vec<String>,
+        subscribers: usize,
+        api: Api,
+        readers: usize,
+    ) -> DeliverySpec {
         DeliverySpec {
             channels,
             subscribers,
@@ -68,6 +83,8 @@ impl PublishArgs {
             background_channels: 0,
             buffer: self.read_buffer,
             connect_concurrency: self.connect_concurrency,
+            readers: self.readers.unwrap_or(readers),
+            reader_idle: Duration::from_micros(self.reader_idle_us),
         }
     }
 }
@@ -147,6 +164,16 @@ pub fn report_delivery(report: &mut Report, spec: &DeliverySpec, outcome: &Deliv
         outcome.last_subscriber.display_ms(),
     );
     report.row(
+        "generator reads with",
+        match spec.readers {
+            0 => "a task per subscriber".to_owned(),
+            n => format!(
+                "{n} reader threads, idle {} µs (subscribers that churn: a task each)",
+                spec.reader_idle.as_micros()
+            ),
+        },
+    );
+    report.row(
         "cpu: generator / server",
         format!(
             "{:.0}% / {} of one core",
@@ -164,6 +191,7 @@ pub fn report_delivery(report: &mut Report, spec: &DeliverySpec, outcome: &Deliv
     }
 
     report.result("subscribers", spec.subscribers);
+    report.result("generator_readers", spec.readers);
     report.result("channels", spec.channels.len());
     report.result("setup_s", outcome.setup.as_secs_f64());
     report.result("connect_failures", outcome.connect_failures);

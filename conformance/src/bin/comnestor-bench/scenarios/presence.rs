@@ -38,7 +38,7 @@ pub async fn run(
     let channels = (0..args.channels.max(1))
         .map(|i| format!("presence-bench-{i}"))
         .collect();
-    let mut spec = args.publish.spec(channels, args.members, Api::Pusher);
+    let mut spec = args.publish.spec(channels, args.members, Api::Pusher, 0);
     spec.stable_every = args.stable_every.max(1);
     spec.churn_rate = args.churn_rate;
     let outcome = delivery::run(target, &spec, server_pid).await?;
