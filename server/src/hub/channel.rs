@@ -260,9 +260,9 @@ impl Channel {
     /// Returns how many subscribers it was queued for.
     ///
     /// Each subscriber's task is then woken and writes the frame with a `send` of its own, about
-    /// 10 µs of CPU per delivery on the benchmark machines, most of it the kernel's. One event
+    /// 10–12 µs of CPU per delivery on the benchmark machines, most of it the kernel's. One event
     /// to 10,000 subscribers reaches the last of them in 96–116 ms at p99 on the fastest of
-    /// them and in 132–225 ms on a slower one, where a minimal broadcaster needs 115–204 ms
+    /// them and in 144–173 ms on a slower one, where a minimal broadcaster needs 118–146 ms
     /// (BENCHMARKS.md): the 100 ms target is missed there. Nothing writes to many sockets per
     /// system call; writing from here instead of waking the tasks was tried and made the 10,000
     /// sends serial.
