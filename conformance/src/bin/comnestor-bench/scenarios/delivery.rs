@@ -1,9 +1,11 @@
 //! The engine behind every scenario that publishes events and counts what arrives: fan-out,
 //! many channels, presence churn and intake.
 //!
-//! Subscribers are one task each, with a [`Tracker`] that marks each event's per-channel
-//! sequence number (to find losses and duplicates) and batches `(event, latency)` pairs into a
-//! shared histogram under one lock taken every few hundred messages. The publisher runs on the
+//! Subscribers are one task each until subscribed; then, with `--readers`, those that stay move
+//! to the reader threads of [`crate::reader`], and come back to a task to close. Each has a
+//! [`Tracker`] that marks each event's per-channel sequence number (to find losses and
+//! duplicates) and batches `(event, latency)` pairs into a shared histogram under one lock taken
+//! every few hundred messages. The publisher runs on the
 //! same runtime and keeps its schedule by counting how many events are due, not by sleeping
 //! between them, so a late timer tick is caught up rather than lost.
 
