@@ -1,17 +1,16 @@
 //! Reader threads: subscribers that only listen, polled by a few threads instead of a task
 //! each.
 //!
-//! On loopback the server's `send` runs the receiving socket's side in the same system call,
-//! and that includes waking whoever sleeps in `epoll_wait` on the socket. A tokio worker that
-//! runs out of work parks there, so during a broadcast the server pays for waking the
-//! generator (on a VM, an interrupt between processors) on many of its sends, a cost that a
-//! client on another machine never puts on it. A reader thread looks for ready sockets
-//! without blocking and, when there are none, sleeps for a fixed interval: a `send` then finds
-//! nobody to wake, and the reader takes whatever became ready since with one `epoll_wait`.
-//! The price is that a message is read up to that interval (plus the timer's slack) after it
-//! arrived. A reader that finds nothing for a few turns in a row blocks in `epoll_wait` like a
-//! task would, so a quiet run, or one whose messages come one at a time, does not pay for the
-//! polling.
+//! A task per subscriber costs the generator, for every frame, a wake of the task and a poll
+//! through the runtime's queues, and, whenever a worker ran out of work, a sleep in
+//! `epoll_wait` and a wake-up out of it. In a fan-out that is much of what the generator spends
+//! outside the kernel, and on two shared cores it is CPU the server does not get. A reader
+//! thread asks for ready sockets without blocking, reads each and hands its messages to the
+//! listener in place; when nothing was ready it sleeps for a fixed interval and then takes
+//! whatever became ready since with one `epoll_wait`. The price is that a message can be read up
+//! to that interval (plus the timer's slack) after it arrived. A reader that finds nothing for a
+//! few turns in a row blocks in `epoll_wait` like a task would, so a quiet run, or one whose
+//! messages come one at a time, does not pay for the polling.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
