@@ -5,9 +5,9 @@
 //! to the reader threads of [`crate::reader`], and come back to a task to close. Each has a
 //! [`Tracker`] that marks each event's per-channel sequence number (to find losses and
 //! duplicates) and batches `(event, latency)` pairs into a shared histogram under one lock taken
-//! every few hundred messages. The publisher runs on the
-//! same runtime and keeps its schedule by counting how many events are due, not by sleeping
-//! between them, so a late timer tick is caught up rather than lost.
+//! every few hundred messages. The publisher runs on the same runtime and keeps its schedule by
+//! counting how many events are due, not by sleeping between them, so a late timer tick is
+//! caught up rather than lost.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -367,11 +367,7 @@ async fn run_client(
         match hand_over(ws, plan, tracker, &readers) {
             HandOver::Given => return None,
             HandOver::Back(back, again, kept) => (ws, plan, tracker) = (back, again, kept),
-            HandOver::Failed(mut result) => {
-                result.tracker.flush();
-                result.tracker.report_received();
-                return Some(result);
-            }
+            HandOver::Failed(result) => return Some(result),
         }
     }
     let mut closed = None;
@@ -431,14 +427,8 @@ fn hand_over(
     mut tracker: Tracker,
     readers: &Handoff<Listening>,
 ) -> HandOver {
-    let failed = |plan, tracker, error: String| {
-        HandOver::Failed(ClientResult {
-            plan,
-            tracker,
-            closed: None,
-            error: Some(error),
-        })
-    };
+    let failed =
+        |plan, tracker, error: String| HandOver::Failed(ended(plan, tracker, None, Some(error)));
     let (stream, frames) = match ws.into_parts(|text, out| tracker.on_text(text, out)) {
         Ok(parts) => parts,
         Err(e) => return failed(plan, tracker, format!("leaving the runtime: {e}")),
@@ -458,38 +448,42 @@ fn hand_over(
 async fn finish(
     ws: Ws,
     plan: ClientPlan,
-    mut tracker: Tracker,
+    tracker: Tracker,
     closed: Option<Option<u16>>,
     error: Option<String>,
 ) -> Option<ClientResult> {
-    tracker.flush();
-    tracker.report_received();
+    let result = ended(plan, tracker, closed, error);
     if closed.is_none() {
         ws.close().await;
     }
-    Some(ClientResult {
+    Some(result)
+}
+
+/// What a subscriber that stopped saw, its last latencies and counts handed in.
+fn ended(
+    plan: ClientPlan,
+    mut tracker: Tracker,
+    closed: Option<Option<u16>>,
+    error: Option<String>,
+) -> ClientResult {
+    tracker.flush();
+    tracker.report_received();
+    ClientResult {
         plan,
         tracker,
         closed,
         error,
-    })
+    }
 }
 
 /// Takes a connection back from a reader thread that stopped.
 async fn unpark(parked: Parked<Listening>) -> Option<ClientResult> {
-    let Listening { plan, mut tracker } = parked.listener;
+    let Listening { plan, tracker } = parked.listener;
     match Ws::from_parts(parked.stream, parked.frames) {
         Ok(ws) => finish(ws, plan, tracker, parked.closed, parked.error).await,
         Err(e) => {
-            tracker.flush();
-            tracker.report_received();
             let error = parked.error.unwrap_or(format!("back on the runtime: {e}"));
-            Some(ClientResult {
-                plan,
-                tracker,
-                closed: parked.closed,
-                error: Some(error),
-            })
+            Some(ended(plan, tracker, parked.closed, Some(error)))
         }
     }
 }
@@ -659,26 +653,23 @@ pub async fn run(
     let client_after = proc::sample("self");
     let _ = stop_tx.send(true);
 
-    // Every task has handed its connection over or is stopping by now.
-    let mut tasks_done = Vec::new();
+    // The tasks first: each has handed its connection to a reader or is stopping, and the
+    // readers may stop only once nothing more can be handed to them.
+    let mut results = Vec::new();
     while let Some(result) = clients.join_next().await {
-        if let Ok(Some(result)) = result {
-            tasks_done.push(result);
-        }
+        results.extend(result.ok().flatten());
     }
     if let Some(readers) = readers {
         let parked = tokio::task::spawn_blocking(move || readers.stop()).await??;
         for parked in parked {
             clients.spawn(unpark(parked));
         }
+        while let Some(result) = clients.join_next().await {
+            results.extend(result.ok().flatten());
+        }
     }
     let mut last_rx_us = publish_started_us;
-    let mut results = tasks_done.into_iter().map(Some).collect::<Vec<_>>();
-    while let Some(result) = clients.join_next().await {
-        results.push(result.ok().flatten());
-    }
     for result in results {
-        let Some(result) = result else { continue };
         account(&mut outcome, &result, &log);
         last_rx_us = last_rx_us.max(result.tracker.last_rx_us);
     }
