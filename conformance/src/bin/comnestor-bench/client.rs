@@ -43,6 +43,11 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// Whether no frame waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// The encoded frames, for a writer that sends them itself.
     pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
         &mut self.bytes
@@ -283,13 +288,10 @@ impl Ws {
         F: FnMut(&[u8], &mut Outgoing),
     {
         // Messages held back by the setup path, then frames left in the buffer, come first.
-        let held = self.backlog.len();
-        for message in std::mem::take(&mut self.backlog) {
-            on_text(&message, &mut self.frames.out);
-        }
+        let held = self.hand_backlog(&mut on_text);
         let (mut status, mut delivered) = self.frames.parse(&mut on_text)?;
         delivered += held;
-        if status == Status::Open && delivered == 0 && self.frames.out.bytes.is_empty() {
+        if status == Status::Open && delivered == 0 && self.frames.out.is_empty() {
             let n = self.stream.read(self.frames.space()).await?;
             if n == 0 {
                 return Ok(Status::Closed(None));
@@ -307,10 +309,17 @@ impl Ws {
         mut self,
         mut on_text: impl FnMut(&[u8], &mut Outgoing),
     ) -> io::Result<(std::net::TcpStream, Frames)> {
-        for message in std::mem::take(&mut self.backlog) {
-            on_text(&message, &mut self.frames.out);
-        }
+        self.hand_backlog(&mut on_text);
         Ok((self.stream.into_std()?, self.frames))
+    }
+
+    /// Hands the messages held back by the setup path to `on_text`; returns how many.
+    fn hand_backlog(&mut self, on_text: &mut impl FnMut(&[u8], &mut Outgoing)) -> usize {
+        let held = std::mem::take(&mut self.backlog);
+        for message in &held {
+            on_text(message, &mut self.frames.out);
+        }
+        held.len()
     }
 
     /// Puts a connection taken apart by [`Ws::into_parts`] together again, on the current

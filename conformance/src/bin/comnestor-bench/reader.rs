@@ -189,7 +189,7 @@ fn run<L: Listener>(
             // Frames read during setup, and whatever arrived before the registration.
             conn.handle();
             conn.service();
-            if conn.unsent {
+            if conn.has_unsent() {
                 unsent.push(index);
             }
             conns.push(conn);
@@ -211,9 +211,9 @@ fn run<L: Listener>(
         for event in &events {
             let index = event.token().0;
             if let Some(conn) = conns.get_mut(index) {
-                let waiting = conn.unsent;
+                let waiting = conn.has_unsent();
                 conn.service();
-                if conn.unsent && !waiting {
+                if conn.has_unsent() && !waiting {
                     unsent.push(index);
                 }
                 busy = true;
@@ -222,7 +222,7 @@ fn run<L: Listener>(
         unsent.retain(|&index| {
             let conn = &mut conns[index];
             conn.write();
-            conn.unsent
+            conn.has_unsent()
         });
         if busy {
             quiet = 0;
@@ -255,9 +255,6 @@ struct Conn<L> {
     listener: L,
     closed: Option<Option<u16>>,
     error: Option<String>,
-    /// Replies wait in `frames.out` for the socket to take them (and the connection is in
-    /// its thread's list of those).
-    unsent: bool,
 }
 
 impl<L: Listener> Conn<L> {
@@ -268,8 +265,13 @@ impl<L: Listener> Conn<L> {
             listener: parked.listener,
             closed: parked.closed,
             error: parked.error,
-            unsent: false,
         }
+    }
+
+    /// Whether replies wait in `frames.out` for the socket to take them (the connection is
+    /// then in its thread's list of those).
+    fn has_unsent(&self) -> bool {
+        !self.frames.out.is_empty()
     }
 
     fn is_open(&self) -> bool {
@@ -337,7 +339,6 @@ impl<L: Listener> Conn<L> {
                 }
             }
         }
-        self.unsent = !out.is_empty();
     }
 }
 
