@@ -263,9 +263,9 @@ impl Channel {
     /// 10–12 µs of CPU per delivery on the benchmark machines, most of it the kernel's. One event
     /// to 10,000 subscribers reaches the last of them in 96–116 ms at p99 on the fastest of
     /// them and in 99.6–173 ms on a slower one, where a minimal broadcaster needs 86–146 ms
-    /// (BENCHMARKS.md): the 100 ms target is missed there in most runs. Nothing writes to many sockets per
-    /// system call; writing from here instead of waking the tasks was tried and made the 10,000
-    /// sends serial.
+    /// (BENCHMARKS.md): the 100 ms target is missed there in most runs. Nothing writes to many
+    /// sockets per system call; writing from here instead of waking the tasks was tried and made
+    /// the 10,000 sends serial.
     pub fn broadcast(&self, frame: &Frame, except: Option<&str>) -> usize {
         let except = except.map_or(Except::Nobody, Except::Socket);
         self.deliver(frame, None, except)
