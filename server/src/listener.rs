@@ -12,35 +12,47 @@
 //! exists only where acknowledgements come back within microseconds. A streaming connection
 //! now merges its writes itself (`STREAMING_GAP` in the connection task).
 
+mod wire;
+
 use std::io::Result;
 
 use poem::http::uri::Scheme;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
-use tokio::net::TcpStream;
 
-/// Accepts TCP connections with `TCP_NODELAY` set.
+#[cfg(test)]
+pub use wire::test_pair;
+pub use wire::{Direct, Wire, WireIo, claim};
+
+/// Accepts TCP connections with `TCP_NODELAY` set, each behind a [`Wire`].
 pub struct NoDelayAcceptor(pub TcpAcceptor);
 
 impl Acceptor for NoDelayAcceptor {
-    type Io = TcpStream;
+    type Io = WireIo;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.0.local_addr()
     }
 
-    async fn accept(&mut self) -> Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
-        let accepted = self.0.accept().await?;
-        if let Err(error) = accepted.0.set_nodelay(true) {
+    async fn accept(&mut self) -> Result<(WireIo, LocalAddr, RemoteAddr, Scheme)> {
+        let (stream, local, remote, scheme) = self.0.accept().await?;
+        if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        Ok(accepted)
+        // The addresses requests on this connection will carry (the listener's own address,
+        // not the connection's, when it listens on all interfaces).
+        let addrs = local
+            .as_socket_addr()
+            .copied()
+            .zip(remote.as_socket_addr().copied());
+        Ok((WireIo::new(stream, addrs), local, remote, scheme))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use poem::listener::{Listener, TcpListener};
+    use tokio::net::TcpStream;
 
     use super::*;
 
@@ -54,6 +66,21 @@ mod tests {
         let mut acceptor = NoDelayAcceptor(inner);
         let _client = TcpStream::connect(addr).await.unwrap();
         let (stream, ..) = acceptor.accept().await.unwrap();
-        assert!(stream.nodelay().unwrap());
+        assert!(stream.stream().nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_wire_is_found_by_the_addresses_requests_carry() {
+        let inner = TcpListener::bind("0.0.0.0:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = inner.local_addr()[0].as_socket_addr().unwrap().port();
+        let mut acceptor = NoDelayAcceptor(inner);
+        let _client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (_io, local, remote, _) = acceptor.accept().await.unwrap();
+        let local = *local.as_socket_addr().unwrap();
+        assert!(local.ip().is_unspecified(), "the listener's address");
+        assert!(claim(local, *remote.as_socket_addr().unwrap()).is_some());
     }
 }
