@@ -1,12 +1,14 @@
 //! One channel's subscribers and, for presence channels, its members.
 
 use std::collections::{HashMap, hash_map::Entry};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use comnestor_protocol::{ChannelKind, ChannelName, message};
 use serde_json::Value;
 
-use super::outbox::{ConnId, Frame, Outbox};
+use super::lanes::{self, Job, LANE_THRESHOLD, LANES, Lanes, Parts, Skip, Target};
+use super::outbox::{ConnId, DIRECT_GAP, Frame, Outbox};
 
 /// A presence member: the user's info and how many of its connections are subscribed.
 #[derive(Debug, Clone)]
@@ -42,6 +44,38 @@ struct Subscribers {
     pending_len: usize,
     /// Set once the channel is removed from its app; a join must then retry on a fresh one.
     retired: bool,
+    /// `by_conn` split by lane, built by the first broadcast through the lanes after a
+    /// subscriber joined or left.
+    parts: Mutex<Option<Arc<Parts>>>,
+}
+
+impl Subscribers {
+    fn insert(&mut self, conn: ConnId, subscriber: Subscriber) {
+        self.by_conn.insert(conn, subscriber);
+        *self.parts.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn remove(&mut self, conn: ConnId) -> Option<Subscriber> {
+        let removed = self.by_conn.remove(&conn)?;
+        *self.parts.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        Some(removed)
+    }
+
+    fn parts(&self) -> Arc<Parts> {
+        let mut parts = lock(&self.parts);
+        parts
+            .get_or_insert_with(|| {
+                let mut split: Parts = Default::default();
+                for (conn, subscriber) in &self.by_conn {
+                    split[conn.0 as usize % LANES].push(Target {
+                        outbox: subscriber.outbox.clone(),
+                        snapshot: subscriber.snapshot,
+                    });
+                }
+                Arc::new(split)
+            })
+            .clone()
+    }
 }
 
 /// Whom a delivery skips.
@@ -61,6 +95,15 @@ impl Except<'_> {
             Except::Socket(socket_id) => outbox.socket_id() == *socket_id,
             Except::Conn(except) => *except == conn,
         }
+    }
+
+    fn to_skip(self, seq: Option<u64>) -> Skip {
+        let except = match self {
+            Except::Nobody => None,
+            Except::Socket(socket_id) => Some(Ok(socket_id.into())),
+            Except::Conn(conn) => Some(Err(conn)),
+        };
+        Skip { except, seq }
     }
 }
 
@@ -112,6 +155,10 @@ pub struct Channel {
     members: Mutex<HashMap<String, Member>>,
     /// Cluster only; members then live in Redis and `members` stays empty.
     applied: Mutex<Applied>,
+    /// The tasks a large channel's broadcasts are written by.
+    lanes: Lanes,
+    /// When the last broadcast was made.
+    last_fan_out: Mutex<Option<Instant>>,
 }
 
 impl Channel {
@@ -121,6 +168,8 @@ impl Channel {
             subscribers: Default::default(),
             members: Default::default(),
             applied: Default::default(),
+            lanes: Lanes::default(),
+            last_fan_out: Mutex::new(None),
         }
     }
 
@@ -181,9 +230,7 @@ impl Channel {
                     }
                     let frame: Frame =
                         message::member_added(self.name.as_str(), &user_id, &info).into();
-                    for subscriber in subscribers.by_conn.values() {
-                        subscriber.outbox.send(frame.clone());
-                    }
+                    self.fan_out(&subscribers, &frame, None, Except::Nobody);
                     members.insert(
                         user_id.clone(),
                         Member {
@@ -208,7 +255,7 @@ impl Channel {
             message::subscription_succeeded(self.name.as_str())
         };
         outbox.send(succeeded.into());
-        subscribers.by_conn.insert(
+        subscribers.insert(
             outbox.id(),
             Subscriber {
                 outbox: outbox.clone(),
@@ -227,7 +274,7 @@ impl Channel {
     pub fn leave(&self, conn: ConnId) -> Option<Left> {
         let mut members = self.lock_members();
         let mut subscribers = self.write();
-        let subscriber = subscribers.by_conn.remove(&conn)?;
+        let subscriber = subscribers.remove(conn)?;
         let mut left = Left {
             subscription_count: subscribers.by_conn.len(),
             removed_member: None,
@@ -239,9 +286,7 @@ impl Channel {
             if entry.get().connections == 0 {
                 let (user_id, _) = entry.remove_entry();
                 let frame: Frame = message::member_removed(self.name.as_str(), &user_id).into();
-                for other in subscribers.by_conn.values() {
-                    other.outbox.send(frame.clone());
-                }
+                self.fan_out(&subscribers, &frame, None, Except::Nobody);
                 left.removed_member = Some(user_id);
             }
         }
@@ -281,15 +326,7 @@ impl Channel {
     /// joins still waiting on Redis. Returns how many subscribers it was queued for.
     pub fn deliver(&self, frame: &Frame, seq: Option<u64>, except: Except<'_>) -> usize {
         let subscribers = self.read();
-        let mut sent = 0;
-        for (conn, subscriber) in &subscribers.by_conn {
-            let seen = seq.is_some_and(|seq| seq <= subscriber.snapshot);
-            if seen || except.skips(*conn, &subscriber.outbox) {
-                continue;
-            }
-            subscriber.outbox.send(frame.clone());
-            sent += 1;
-        }
+        let sent = self.fan_out(&subscribers, frame, seq, except);
         if subscribers.pending_len > 0 {
             let mut pending = lock(&subscribers.pending);
             for (conn, join) in pending.iter_mut() {
@@ -299,6 +336,56 @@ impl Channel {
             }
         }
         sent
+    }
+
+    /// Offers `frame` to every subscriber `except` does not name and whose join did not
+    /// already reflect `seq`: through the lanes for a large channel, at once otherwise.
+    /// Returns how many subscribers it went to (through the lanes, before `except`).
+    fn fan_out(
+        &self,
+        subscribers: &Subscribers,
+        frame: &Frame,
+        seq: Option<u64>,
+        except: Except<'_>,
+    ) -> usize {
+        let encoded = lanes::encode(frame);
+        let at = Instant::now();
+        if self.uses_lanes(subscribers.by_conn.len(), at) {
+            let job = Job {
+                frame: frame.clone(),
+                encoded,
+                parts: subscribers.parts(),
+                skip: except.to_skip(seq),
+            };
+            self.lanes.push(Arc::new(job));
+            return subscribers.by_conn.len();
+        }
+        let mut sent = 0;
+        for (conn, subscriber) in &subscribers.by_conn {
+            let seen = seq.is_some_and(|seq| seq <= subscriber.snapshot);
+            if seen || except.skips(*conn, &subscriber.outbox) {
+                continue;
+            }
+            subscriber.outbox.offer(frame, &encoded, at);
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Whether a broadcast to `subscribers` made `now` goes through the lanes: while they
+    /// still write an earlier broadcast, so that this one cannot overtake it, and for a channel
+    /// of at least [`LANE_THRESHOLD`] subscribers that is not streaming. When the last broadcast
+    /// was less than [`DIRECT_GAP`] ago, the subscribers are streaming: their frames are queued
+    /// for their connection tasks to merge (see [`Outbox::offer`]), and queueing 1,000 of them
+    /// costs less than the hop to the lanes.
+    fn uses_lanes(&self, subscribers: usize, now: Instant) -> bool {
+        let streaming = lock(&self.last_fan_out)
+            .replace(now)
+            .is_some_and(|last| now.saturating_duration_since(last) < DIRECT_GAP);
+        if !self.lanes.idle() {
+            return true;
+        }
+        subscribers >= LANE_THRESHOLD && !streaming && tokio::runtime::Handle::try_current().is_ok()
     }
 
     /// Adds a cluster join that waits for Redis: it gets no frames until
@@ -344,7 +431,7 @@ impl Channel {
             user_id: join.user_id,
             snapshot,
         };
-        subscribers.by_conn.insert(conn, subscriber);
+        subscribers.insert(conn, subscriber);
     }
 
     /// Drops a cluster join that Redis refused or could not record.
@@ -480,6 +567,68 @@ mod tests {
         assert!(!channel.newer_count(3));
         assert!(!channel.newer_count(2));
         assert!(channel.newer_count(4));
+    }
+
+    /// Waits until the channel's lanes have written everything, then takes every inbox's frames.
+    async fn gather(channel: &Channel, inboxes: &mut [Inbox]) -> Vec<Vec<String>> {
+        for _ in 0..500 {
+            if channel.lanes.idle() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(channel.lanes.idle());
+        inboxes.iter_mut().map(drain).collect()
+    }
+
+    #[tokio::test]
+    async fn a_large_channel_goes_through_its_lanes_in_order() {
+        let channel = channel();
+        let mut inboxes = Vec::new();
+        for id in 0..LANE_THRESHOLD as u64 + 10 {
+            let (outbox, rx) = subscriber(id);
+            let member = Some((format!("u{id}"), serde_json::json!({})));
+            channel.join(&outbox, member, usize::MAX).unwrap();
+            inboxes.push(rx);
+        }
+        for rx in &mut inboxes {
+            drain(rx);
+        }
+        // Not streaming: the joins' broadcasts were more than the gap ago.
+        tokio::time::sleep(DIRECT_GAP * 2).await;
+        channel.deliver(&Frame::from("a"), None, Except::Nobody);
+        assert!(!channel.lanes.idle(), "the lanes write it");
+        channel.deliver(&Frame::from("b"), None, Except::Socket("1.3"));
+        // A member's arrival is a broadcast too, behind the ones before it.
+        let (late, _late_rx) = subscriber(10_000);
+        let member = Some(("late".to_owned(), serde_json::json!({})));
+        channel.join(&late, member, usize::MAX).unwrap();
+        channel.deliver(&Frame::from("c"), None, Except::Conn(ConnId(4)));
+
+        let got = gather(&channel, &mut inboxes).await;
+        for (id, frames) in got.iter().enumerate() {
+            let mut expected = vec!["a", "b"];
+            if id == 3 {
+                expected.retain(|f| *f != "b");
+            }
+            let added = message::member_added("presence-room", "late", &serde_json::json!({}));
+            expected.push(&added);
+            if id != 4 {
+                expected.push("c");
+            }
+            assert_eq!(frames, &expected, "subscriber {id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_channel_is_written_by_the_broadcast_itself() {
+        let channel = channel();
+        let (outbox, mut rx) = subscriber(1);
+        channel.join(&outbox, None, usize::MAX).unwrap();
+        drain(&mut rx);
+        channel.deliver(&Frame::from("now"), None, Except::Nobody);
+        assert!(channel.lanes.idle());
+        assert_eq!(drain(&mut rx), ["now"]);
     }
 
     #[test]

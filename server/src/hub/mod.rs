@@ -1,7 +1,8 @@
 //! Live state: which connections each app has, which channels they joined, who is signed in.
 //!
 //! Nothing here takes a global lock. Channels, connections and users sit in sharded maps; a
-//! broadcast takes only the read lock of its own channel's subscriber list.
+//! broadcast takes only the read lock of its own channel's subscriber list, and a large
+//! channel's broadcast is written by that channel's lanes ([`lanes`]).
 //!
 //! On a single node this state is all there is. With Redis ([`cluster`]), each node still
 //! keeps and delivers to its own connections here, while Redis decides what the cluster must
@@ -11,6 +12,7 @@
 
 mod channel;
 pub mod cluster;
+mod lanes;
 mod outbox;
 mod users;
 
@@ -27,7 +29,7 @@ use tokio::time::Instant;
 
 pub use channel::{Channel, Except, JoinError};
 pub use cluster::{Cluster, ClusterConfig, ClusterError};
-pub use outbox::{ConnId, Frame, Inbox, OUTBOX_CAPACITY, Outbox, Wake};
+pub use outbox::{ConnId, DIRECT_GAP, Frame, Inbox, OUTBOX_CAPACITY, Outbox, Wake};
 pub use users::SigninOutcome;
 
 use crate::apps::App;

@@ -1,19 +1,26 @@
 //! The sending half of a connection, shared with every channel it joins, and the receiving
 //! half its task drains.
 //!
-//! A broadcast pushes one frame into each subscriber's outbox, so this queue is on the
-//! fan-out path once per delivery. It is a mutex around a `VecDeque` and the task's waker:
-//! a push is one uncontended lock, and the connection task takes everything queued at once by
-//! swapping the deque for its own empty one, so a burst costs one lock on the receiving side,
-//! not one per frame. An idle connection's outbox holds no frame buffer at all.
+//! A broadcast offers its frame to each subscriber's outbox, so this is on the fan-out path
+//! once per delivery. It is a mutex around a `VecDeque`, the task's waker and the connection's
+//! socket ([`Wire`]). When nothing is queued or being written and the connection is not
+//! streaming, the offer writes the frame to the socket itself, under that lock: no task is
+//! woken. Otherwise the frame is queued, one uncontended lock, and the connection task takes
+//! everything queued at once by swapping the deque for its own empty one, so a burst costs one
+//! lock on the receiving side, not one per frame. An idle connection's outbox holds no frame
+//! buffer at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use comnestor_protocol::CloseCode;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::listener::{Direct, Wire};
 
 /// An encoded frame. Cloning shares the bytes, so a broadcast is serialized once for every
 /// recipient.
@@ -27,6 +34,11 @@ pub const OUTBOX_CAPACITY: usize = 1024;
 /// an idle connection holding its peak.
 const KEPT_CAPACITY: usize = 64;
 
+/// A connection written to less than this long ago is streaming, and a broadcast queues its
+/// frame rather than writing it directly, so that the connection task merges what queued up
+/// into one `send` (the connection task's `STREAMING_GAP` is this gap).
+pub const DIRECT_GAP: Duration = Duration::from_millis(20);
+
 /// Identifies a connection inside this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -35,11 +47,11 @@ pub struct ConnId(pub u64);
 #[derive(Clone)]
 pub struct Outbox {
     id: ConnId,
-    socket_id: Arc<str>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    socket_id: Box<str>,
     /// The close code requested, 0 for none. Read without the lock on every wake-up.
     close: AtomicU16,
     queue: Mutex<Queue>,
@@ -52,6 +64,14 @@ struct Queue {
     waker: Option<Waker>,
     /// The connection task has ended; frames sent now are dropped.
     gone: bool,
+    /// The connection's socket, for writing a frame directly while the task is idle.
+    wire: Option<Arc<Wire>>,
+    /// The task holds frames it took and has not handed to the socket yet, or is flushing.
+    writing: bool,
+    /// A direct write left part of a frame waiting in the wire: the task must flush it.
+    flush: bool,
+    /// When frames last went out.
+    last_write: Option<Instant>,
 }
 
 /// What the connection task is woken for.
@@ -84,12 +104,12 @@ impl Outbox {
     /// Creates the handle and the receiving end the connection task drains.
     pub fn new(id: ConnId, socket_id: String) -> (Self, Inbox) {
         let shared = Arc::new(Shared {
+            socket_id: socket_id.into(),
             close: AtomicU16::new(0),
             queue: Mutex::new(Queue::default()),
         });
         let outbox = Self {
             id,
-            socket_id: socket_id.into(),
             shared: shared.clone(),
         };
         let inbox = Inbox {
@@ -104,18 +124,61 @@ impl Outbox {
     }
 
     pub fn socket_id(&self) -> &str {
-        &self.socket_id
+        &self.shared.socket_id
+    }
+
+    /// Lets broadcasts write to the connection's socket directly when it is idle.
+    pub fn attach(&self, wire: Arc<Wire>) {
+        self.shared.lock().wire = Some(wire);
     }
 
     /// Queues a frame without waiting. A full outbox closes the connection with 4100.
     pub fn send(&self, frame: Frame) {
+        let queue = self.shared.lock();
+        self.push(queue, frame);
+    }
+
+    /// Delivers a broadcast frame: written to the socket at once (`encoded`, the whole
+    /// WebSocket frame) when nothing is queued or being written and the connection has not
+    /// been written to within [`DIRECT_GAP`] of `now`, queued otherwise.
+    pub fn offer(&self, frame: &Frame, encoded: &Bytes, now: Instant) {
         let mut queue = self.shared.lock();
+        if let Some(wire) = &queue.wire
+            && queue.frames.is_empty()
+            && !queue.writing
+            && queue
+                .last_write
+                .is_none_or(|at| now.saturating_duration_since(at) >= DIRECT_GAP)
+            && self.shared.close.load(Ordering::Acquire) == 0
+        {
+            match wire.try_send(encoded) {
+                Direct::Sent => {
+                    queue.last_write = Some(now);
+                    return;
+                }
+                Direct::Partial => {
+                    queue.last_write = Some(now);
+                    queue.flush = true;
+                    let waker = queue.waker.take();
+                    drop(queue);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                    return;
+                }
+                Direct::Refused => {}
+            }
+        }
+        self.push(queue, frame.clone());
+    }
+
+    fn push(&self, mut queue: MutexGuard<'_, Queue>, frame: Frame) {
         if queue.gone {
             return;
         }
         if queue.frames.len() >= OUTBOX_CAPACITY {
             drop(queue);
-            tracing::debug!(socket_id = %self.socket_id, "outbox full, disconnecting slow client");
+            tracing::debug!(socket_id = %self.socket_id(), "outbox full, disconnecting slow client");
             return self.close(CloseCode::OverCapacity);
         }
         queue.frames.push_back(frame);
@@ -153,7 +216,7 @@ impl Inbox {
             return Poll::Ready(Wake::Frames);
         }
         let mut queue = self.shared.lock();
-        if queue.frames.is_empty() {
+        if queue.frames.is_empty() && !queue.flush {
             match &queue.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 _ => queue.waker = Some(cx.waker().clone()),
@@ -170,7 +233,19 @@ impl Inbox {
             self.taken = VecDeque::new();
         }
         std::mem::swap(&mut queue.frames, &mut self.taken);
+        queue.writing = true;
+        queue.flush = false;
         Poll::Ready(Wake::Frames)
+    }
+
+    /// Says that everything taken so far is on its way to the socket (written and flushed),
+    /// so that broadcasts may write directly again once nothing is left here.
+    pub fn written(&mut self) {
+        if self.taken.is_empty() {
+            let mut queue = self.shared.lock();
+            queue.writing = false;
+            queue.last_write = Some(Instant::now());
+        }
     }
 
     /// The next frame taken from the queue, in the order they were sent.
@@ -189,6 +264,9 @@ impl Inbox {
     /// Moves every frame queued since the last take into the inbox.
     pub fn take_queued(&mut self) {
         let mut queue = self.shared.lock();
+        if !queue.frames.is_empty() {
+            queue.writing = true;
+        }
         self.taken.append(&mut queue.frames);
     }
 }
@@ -199,6 +277,7 @@ impl Drop for Inbox {
         queue.gone = true;
         queue.frames = VecDeque::new();
         queue.waker = None;
+        queue.wire = None;
     }
 }
 
@@ -273,6 +352,83 @@ mod tests {
         drop(inbox);
         outbox.send(Frame::from("late"));
         assert!(outbox.shared.lock().frames.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_writes_an_idle_connection_directly_and_queues_for_a_busy_one() {
+        use tokio::io::AsyncReadExt;
+
+        let (io, mut client) = crate::listener::test_pair(false).await;
+        let (outbox, mut inbox) = pair();
+        outbox.attach(io.wire());
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let encoded = |text: &str| crate::hub::lanes::encode(&Frame::from(text.to_owned()));
+        let offer =
+            |text: &str, now| outbox.offer(&Frame::from(text.to_owned()), &encoded(text), now);
+        let start = Instant::now();
+
+        offer("direct", start);
+        let mut got = vec![0; encoded("direct").len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, encoded("direct"));
+        assert!(outbox.shared.lock().frames.is_empty());
+
+        // Written to within the gap: streaming, so queued for the task to merge.
+        offer("streaming", start + DIRECT_GAP / 2);
+        assert_eq!(outbox.shared.lock().frames.len(), 1);
+        // Something queued: the next one waits behind it, even after the gap.
+        offer("behind", start + DIRECT_GAP * 2);
+        assert_eq!(outbox.shared.lock().frames.len(), 2);
+
+        // The task takes them: until it says they are written, broadcasts still queue.
+        assert_eq!(inbox.poll_wake(&mut cx), Poll::Ready(Wake::Frames));
+        offer("while writing", start + DIRECT_GAP * 3);
+        assert_eq!(outbox.shared.lock().frames.len(), 1);
+        while inbox.pop().is_some() {}
+        inbox.written();
+        // "while writing" is still queued, so the next broadcast queues behind it.
+        offer("queued behind", Instant::now() + DIRECT_GAP);
+        assert_eq!(outbox.shared.lock().frames.len(), 2);
+        assert_eq!(inbox.poll_wake(&mut cx), Poll::Ready(Wake::Frames));
+        assert_eq!(inbox.pop().as_deref(), Some("while writing"));
+        assert_eq!(inbox.pop().as_deref(), Some("queued behind"));
+        inbox.written();
+        let later = Instant::now() + DIRECT_GAP;
+        offer("direct again", later);
+        assert!(outbox.shared.lock().frames.is_empty());
+        let mut got = vec![0; encoded("direct again").len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, encoded("direct again"));
+
+        // A close requested: frames are queued for the task, which writes them before closing.
+        outbox.close(CloseCode::Reconnect);
+        offer("after close", later + DIRECT_GAP * 2);
+        assert_eq!(outbox.shared.lock().frames.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_direct_write_the_socket_takes_in_part_wakes_the_task_to_flush() {
+        let (io, _client) = crate::listener::test_pair(false).await;
+        let (outbox, mut inbox) = pair();
+        outbox.attach(io.wire());
+        let big = Frame::from("x".repeat(2 * 1024 * 1024));
+        outbox.offer(&big, &crate::hub::lanes::encode(&big), Instant::now());
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert_eq!(inbox.poll_wake(&mut cx), Poll::Ready(Wake::Frames));
+        assert!(
+            inbox.pop().is_none(),
+            "nothing to write, only the wire to flush"
+        );
+        assert!(outbox.shared.lock().writing);
+    }
+
+    #[test]
+    fn the_wire_goes_with_the_connection() {
+        let (outbox, inbox) = pair();
+        drop(inbox);
+        assert!(outbox.shared.lock().wire.is_none());
     }
 
     #[test]

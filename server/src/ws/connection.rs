@@ -1,8 +1,9 @@
 //! One connection's task: reads client frames, writes queued frames, pings when idle.
 //!
-//! A single task owns the socket and `select!`s between its inbox (queued frames or a
+//! A single task owns the WebSocket and `select!`s between its inbox (queued frames or a
 //! requested close), the client and the activity timer, so an idle connection costs one task
-//! and small buffers.
+//! and small buffers. Broadcasts write to the socket beside it while it is idle (see
+//! [`crate::hub::Outbox::offer`]); the task tells the outbox when what it took is written.
 
 use std::collections::HashSet;
 use std::future::poll_fn;
@@ -27,7 +28,7 @@ use super::reads::Reads;
 use super::{close_frame, refuse};
 use crate::Context;
 use crate::apps::App;
-use crate::hub::{AppHub, Frame, Inbox, Outbox, SubscribeError, Wake};
+use crate::hub::{AppHub, DIRECT_GAP, Frame, Inbox, Outbox, SubscribeError, Wake};
 use crate::rate::TokenBucket;
 use crate::webhooks::WebhookEvent;
 
@@ -43,8 +44,8 @@ const WRITE_BATCH: usize = 64;
 /// did before `TCP_NODELAY` (see [`crate::listener`]), but the wait is one pass of the
 /// scheduler rather than a client's delayed acknowledgement, and on an idle server that pass is
 /// microseconds. A connection that gets a frame now and then (one event to many subscribers)
-/// writes at once.
-const STREAMING_GAP: Duration = Duration::from_millis(20);
+/// is written by the broadcast itself; the same gap decides that.
+const STREAMING_GAP: Duration = DIRECT_GAP;
 
 /// Longest channel name echoed back in a refused subscription. Names up to this length come
 /// back whole, so that the refusal reaches the channel the client subscribed to even when the
@@ -67,11 +68,19 @@ struct Session {
 }
 
 /// Runs an admitted connection until it closes.
-pub async fn run(ctx: Arc<Context>, app: Arc<App>, mut socket: Socket) {
+pub async fn run(
+    ctx: Arc<Context>,
+    app: Arc<App>,
+    mut socket: Socket,
+    wire: Option<Arc<crate::listener::Wire>>,
+) {
     let _live = ctx.hub.track();
     let hub = ctx.hub.app(&app);
     let (conn, socket_id) = ctx.hub.next_connection();
     let (outbox, inbox) = Outbox::new(conn, socket_id.clone());
+    if let Some(wire) = wire {
+        outbox.attach(wire);
+    }
     if let Err(code) = hub.connect(&outbox) {
         refuse(&mut socket, code).await;
         return;
@@ -135,6 +144,7 @@ async fn drive(
                     if write_batch(socket, &mut inbox).await.is_err() {
                         return None;
                     }
+                    inbox.written();
                 }
             },
             incoming = poll_fn(|cx| reads.poll_next(socket, cx)) => {

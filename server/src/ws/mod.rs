@@ -100,6 +100,11 @@ fn upgrade(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let wire = req
+        .local_addr()
+        .as_socket_addr()
+        .zip(req.remote_addr().as_socket_addr())
+        .and_then(|(local, peer)| crate::listener::claim(*local, *peer));
 
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
@@ -115,7 +120,7 @@ fn upgrade(
                 return;
             }
         };
-        connection::run(ctx, app, socket).await;
+        connection::run(ctx, app, socket, wire).await;
     });
 
     Response::builder()
