@@ -7,7 +7,7 @@ use std::time::Instant;
 use comnestor_protocol::{ChannelKind, ChannelName, message};
 use serde_json::Value;
 
-use super::lanes::{self, Job, LANE_THRESHOLD, LANES, Lanes, Parts, Skip, Target};
+use super::lanes::{self, Job, LANE_THRESHOLD, Lanes, Parts, Skip, Target};
 use super::outbox::{ConnId, DIRECT_GAP, Frame, Outbox};
 
 /// A presence member: the user's info and how many of its connections are subscribed.
@@ -64,18 +64,18 @@ impl Subscribers {
     fn parts(&self) -> Arc<Parts> {
         let mut parts = lock(&self.parts);
         parts
-            .get_or_insert_with(|| {
-                let mut split: Parts = Default::default();
-                for (conn, subscriber) in &self.by_conn {
-                    split[conn.0 as usize % LANES].push(Target {
-                        outbox: subscriber.outbox.clone(),
-                        snapshot: subscriber.snapshot,
-                    });
-                }
-                Arc::new(split)
-            })
+            .get_or_insert_with(|| Arc::new(lanes::split(self.by_conn.iter().map(target))))
             .clone()
     }
+}
+
+/// A subscriber as the lanes see it.
+fn target((conn, subscriber): (&ConnId, &Subscriber)) -> (ConnId, Target) {
+    let target = Target {
+        outbox: subscriber.outbox.clone(),
+        snapshot: subscriber.snapshot,
+    };
+    (*conn, target)
 }
 
 /// Whom a delivery skips.
@@ -301,16 +301,17 @@ impl Channel {
             .and_then(|s| s.user_id.clone())
     }
 
-    /// Queues `frame` for every subscriber except the one with `except` as socket id.
-    /// Returns how many subscribers it was queued for.
+    /// Sends `frame` to every subscriber except the one with `except` as socket id. Returns
+    /// how many subscribers it went to.
     ///
-    /// Each subscriber's task is then woken and writes the frame with a `send` of its own, about
-    /// 10–12 µs of CPU per delivery on the benchmark machines, most of it the kernel's. One event
-    /// to 10,000 subscribers reaches the last of them in 96–116 ms at p99 on the fastest of
-    /// them and in 99.6–173 ms on a slower one, where a minimal broadcaster needs 86–146 ms
-    /// (BENCHMARKS.md): the 100 ms target is missed there in most runs. Nothing writes to many
-    /// sockets per system call; writing from here instead of waking the tasks was tried and made
-    /// the 10,000 sends serial.
+    /// An idle subscriber's socket is written here (or, for a channel of [`LANE_THRESHOLD`] or
+    /// more, by the channel's lanes, one per core), without waking its task; a busy or
+    /// streaming one gets the frame queued (see [`Outbox::offer`]). On the 2-core benchmark VM
+    /// that is 8–10 µs of server CPU per delivery against 11–12 µs when every subscriber's task
+    /// was woken to write (BENCHMARKS.md, sitting of 16:38). One event to 10,000 subscribers
+    /// reached the last of them in 102–147 ms at p99 in most runs there, but in 160–350 ms in
+    /// about one run of four, when the load generator on the same two cores spent more per
+    /// message; the 100 ms target is missed, and a minimal broadcaster needed 123–130 ms.
     pub fn broadcast(&self, frame: &Frame, except: Option<&str>) -> usize {
         let except = except.map_or(Except::Nobody, Except::Socket);
         self.deliver(frame, None, except)

@@ -141,6 +141,11 @@ impl Outbox {
     /// Delivers a broadcast frame: written to the socket at once (`encoded`, the whole
     /// WebSocket frame) when nothing is queued or being written and the connection has not
     /// been written to within [`DIRECT_GAP`] of `now`, queued otherwise.
+    ///
+    /// A server-side close stops direct writes at once, but a client's close does not until its
+    /// task has read it and ended: a broadcast in that moment can put a frame on the socket
+    /// after the close frame tungstenite sent in reply. The client, which closed first,
+    /// discards it.
     pub fn offer(&self, frame: &Frame, encoded: &Bytes, now: Instant) {
         let mut queue = self.shared.lock();
         if let Some(wire) = &queue.wire
