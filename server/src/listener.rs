@@ -56,29 +56,28 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn accepted_connections_have_nagle_off() {
-        let inner = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let addr = *inner.local_addr()[0].as_socket_addr().unwrap();
-        let mut acceptor = NoDelayAcceptor(inner);
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let (stream, ..) = acceptor.accept().await.unwrap();
-        assert!(stream.stream().nodelay().unwrap());
-    }
-
-    #[tokio::test]
-    async fn the_wire_is_found_by_the_addresses_requests_carry() {
-        let inner = TcpListener::bind("0.0.0.0:0")
+    /// Binds `host` on a free port, connects to it over loopback and accepts the connection.
+    async fn accept_one(host: &str) -> (WireIo, LocalAddr, RemoteAddr, TcpStream) {
+        let inner = TcpListener::bind(format!("{host}:0"))
             .into_acceptor()
             .await
             .unwrap();
         let port = inner.local_addr()[0].as_socket_addr().unwrap().port();
         let mut acceptor = NoDelayAcceptor(inner);
-        let _client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let (_io, local, remote, _) = acceptor.accept().await.unwrap();
+        let client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (io, local, remote, _) = acceptor.accept().await.unwrap();
+        (io, local, remote, client)
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let (io, ..) = accept_one("127.0.0.1").await;
+        assert!(io.stream().nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_wire_is_found_by_the_addresses_requests_carry() {
+        let (_io, local, remote, _client) = accept_one("0.0.0.0").await;
         let local = *local.as_socket_addr().unwrap();
         assert!(local.ip().is_unspecified(), "the listener's address");
         assert!(claim(local, *remote.as_socket_addr().unwrap()).is_some());
