@@ -307,11 +307,12 @@ impl Channel {
     /// An idle subscriber's socket is written here (or, for a channel of [`LANE_THRESHOLD`] or
     /// more, by the channel's lanes, one per core), without waking its task; a busy or
     /// streaming one gets the frame queued (see [`Outbox::offer`]). On the 2-core benchmark VM
-    /// that is 8–10 µs of server CPU per delivery against 11–12 µs when every subscriber's task
+    /// that is 7–10 µs of server CPU per delivery against 10–12 µs when every subscriber's task
     /// was woken to write (BENCHMARKS.md, sitting of 16:38). One event to 10,000 subscribers
-    /// reached the last of them in 102–147 ms at p99 in most runs there, but in 160–350 ms in
-    /// about one run of four, when the load generator on the same two cores spent more per
-    /// message; the 100 ms target is missed, and a minimal broadcaster needed 123–130 ms.
+    /// reached the last of them in 89.5–158 ms at p99 in most runs there (median 122 ms, the
+    /// 100 ms target met twice in 13), but in 190–350 ms in about one run in five, when the
+    /// load generator on the same two cores spent more per message; a minimal broadcaster
+    /// needed 104–137 ms.
     pub fn broadcast(&self, frame: &Frame, except: Option<&str>) -> usize {
         let except = except.map_or(Except::Nobody, Except::Socket);
         self.deliver(frame, None, except)
