@@ -309,10 +309,9 @@ impl Channel {
     /// streaming one gets the frame queued (see [`Outbox::offer`]). On the 2-core benchmark VM
     /// that is 7–10 µs of server CPU per delivery against 10–12 µs when every subscriber's task
     /// was woken to write (BENCHMARKS.md, sitting of 16:38). One event to 10,000 subscribers
-    /// reached the last of them in 89.5–158 ms at p99 in most runs there (median 122 ms, the
-    /// 100 ms target met twice in 13), but in 190–350 ms in about one run in five, when the
-    /// load generator on the same two cores spent more per message; a minimal broadcaster
-    /// needed 104–137 ms.
+    /// reached the last of them in 87.6–158 ms at p99 in most runs there (the 100 ms target
+    /// met in 10 of 30), but in 176–350 ms in about one run in five, when the load generator
+    /// on the same two cores spent more per message; a minimal broadcaster needed 97–137 ms.
     pub fn broadcast(&self, frame: &Frame, except: Option<&str>) -> usize {
         let except = except.map_or(Except::Nobody, Except::Socket);
         self.deliver(frame, None, except)
