@@ -64,18 +64,17 @@ impl Subscribers {
     fn parts(&self) -> Arc<Parts> {
         let mut parts = lock(&self.parts);
         parts
-            .get_or_insert_with(|| Arc::new(lanes::split(self.by_conn.iter().map(target))))
+            .get_or_insert_with(|| Arc::new(lanes::split(self.by_conn.values().map(target))))
             .clone()
     }
 }
 
 /// A subscriber as the lanes see it.
-fn target((conn, subscriber): (&ConnId, &Subscriber)) -> (ConnId, Target) {
-    let target = Target {
+fn target(subscriber: &Subscriber) -> Target {
+    Target {
         outbox: subscriber.outbox.clone(),
         snapshot: subscriber.snapshot,
-    };
-    (*conn, target)
+    }
 }
 
 /// Whom a delivery skips.

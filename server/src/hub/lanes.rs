@@ -52,12 +52,12 @@ pub struct Target {
 /// A channel's subscribers, split by lane: connection `id` is in part `id % count()`.
 pub type Parts = Box<[Vec<Target>]>;
 
-/// Splits subscribers into their lanes' parts.
-pub fn split(targets: impl Iterator<Item = (ConnId, Target)>) -> Parts {
+/// Splits subscribers into their lanes' parts, by their outboxes' connection ids.
+pub fn split(targets: impl Iterator<Item = Target>) -> Parts {
     let lanes = count();
     let mut parts: Vec<Vec<Target>> = (0..lanes).map(|_| Vec::new()).collect();
-    for (conn, target) in targets {
-        parts[(conn.0 % lanes as u64) as usize].push(target);
+    for target in targets {
+        parts[(target.outbox.id().0 % lanes as u64) as usize].push(target);
     }
     parts.into_boxed_slice()
 }
@@ -196,13 +196,10 @@ mod tests {
     fn each_subscriber_is_in_one_lane_by_its_connection_id() {
         let targets = (0..100).map(|id| {
             let (outbox, _inbox) = Outbox::new(ConnId(id), format!("1.{id}"));
-            (
-                ConnId(id),
-                Target {
-                    outbox,
-                    snapshot: 0,
-                },
-            )
+            Target {
+                outbox,
+                snapshot: 0,
+            }
         });
         let parts = split(targets);
         assert_eq!(parts.len(), count());
