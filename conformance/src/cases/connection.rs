@@ -47,6 +47,12 @@ pub fn cases() -> Vec<super::Case> {
             Need::Nothing,
             "§1.1, §1.2: every server frame is a text frame holding a JSON object with an event string"
         ),
+        case!(
+            area,
+            client_close_answered,
+            Need::Nothing,
+            "§1.6: a client's close frame is answered with a close frame (RFC 6455 §5.5.1); a server that only drops the TCP connection makes browsers report an unclean close (1006)"
+        ),
     ]
 }
 
@@ -145,4 +151,23 @@ async fn frames_are_json_events(ctx: Arc<Ctx>) -> Result<()> {
         bail!("the connection closed");
     }
     Ok(())
+}
+
+async fn client_close_answered(ctx: Arc<Ctx>) -> Result<()> {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let mut client = ctx.connect().await?;
+    let channel = ctx.channel("");
+    ctx.subscribe_public(&mut client, &channel).await?;
+    client.send_raw(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })));
+    match client.expect_close(ctx.cfg.wait).await? {
+        Some(1000) => Ok(()),
+        Some(code) => bail!("the close frame was answered with code {code}, not the client's 1000"),
+        None => bail!("the server closed the TCP connection without answering the close frame"),
+    }
 }

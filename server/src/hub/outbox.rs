@@ -142,10 +142,8 @@ impl Outbox {
     /// WebSocket frame) when nothing is queued or being written and the connection has not
     /// been written to within [`DIRECT_GAP`] of `now`, queued otherwise.
     ///
-    /// A server-side close stops direct writes at once, but a client's close does not until its
-    /// task has read it and ended: a broadcast in that moment can put a frame on the socket
-    /// after the close frame tungstenite sent in reply. The client, which closed first,
-    /// discards it.
+    /// A server-side close stops direct writes at once; a client's close stops them when its
+    /// task reads it and seals the inbox ([`Inbox::seal`]), before the reply goes out.
     pub fn offer(&self, frame: &Frame, encoded: &Bytes, now: Instant) {
         let mut queue = self.shared.lock();
         if let Some(wire) = &queue.wire
@@ -274,15 +272,23 @@ impl Inbox {
         }
         self.taken.append(&mut queue.frames);
     }
-}
 
-impl Drop for Inbox {
-    fn drop(&mut self) {
+    /// Ends the connection's deliveries: what is queued is dropped, later frames too, and no
+    /// broadcast writes to the socket from now on. A direct write in progress holds the lock
+    /// this takes, so it is over when this returns, and the frame the task writes next (the
+    /// answer to a client's close) is the last one on the socket.
+    pub fn seal(&mut self) {
         let mut queue = self.shared.lock();
         queue.gone = true;
         queue.frames = VecDeque::new();
         queue.waker = None;
         queue.wire = None;
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.seal();
     }
 }
 

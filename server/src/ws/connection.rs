@@ -19,7 +19,7 @@ use comnestor_protocol::message::{
 use comnestor_protocol::{ChannelKind, ChannelName, CloseCode};
 use futures_util::SinkExt;
 use poem::Upgraded;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument;
@@ -81,6 +81,7 @@ pub async fn run(
     if let Some(wire) = wire {
         outbox.attach(wire);
     }
+    let activity = Duration::from_secs(u64::from(app.settings.activity_timeout));
     if let Err(code) = hub.connect(&outbox) {
         refuse(&mut socket, code).await;
         return;
@@ -93,7 +94,6 @@ pub async fn run(
         channels: HashSet::new(),
         user: None,
     };
-    let activity = Duration::from_secs(u64::from(app.settings.activity_timeout));
     outbox.send(message::connection_established(&socket_id, app.settings.activity_timeout).into());
     let mut session = session;
     let code = drive(&mut socket, &mut session, inbox, activity)
@@ -155,11 +155,21 @@ async fn drive(
                     Some(Ok(Message::Binary(_))) => {
                         session.error(None, "Binary frames are not supported; send JSON text frames");
                     }
-                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the answer (RFC 6455 §5.5.1); without it browsers
+                        // report an unclean close. It must be the socket's last frame, so no
+                        // broadcast may write directly after it: the inbox is sealed first.
+                        inbox.seal();
+                        // `SinkExt::close` flushes it (a close of our own would be refused).
+                        let _ = timeout(activity, SinkExt::close(socket)).await;
+                        return None;
+                    }
+                    None => return None,
                     Some(Ok(_)) => {}
                     Some(Err(tungstenite::Error::Capacity(error))) => {
                         tracing::debug!(%error, "frame too large");
                         let reason = "Message too large";
+                        inbox.seal();
                         let _ = socket.close(Some(close_frame(1009, reason))).await;
                         return None;
                     }
