@@ -4,6 +4,11 @@
 //! requested close), the client and the activity timer, so an idle connection costs one task
 //! and small buffers. Broadcasts write to the socket beside it while it is idle (see
 //! [`crate::hub::Outbox::offer`]); the task tells the outbox when what it took is written.
+//!
+//! A write waits at most the app's activity timeout for the client to take it. A client that
+//! takes nothing for that long (a frozen tab, a peer that stopped reading) is dropped without
+//! the close handshake, which it could not read anyway, rather than holding its task, its
+//! subscriptions and its presence in channels forever.
 
 use std::collections::HashSet;
 use std::future::poll_fn;
@@ -83,7 +88,7 @@ pub async fn run(
     }
     let activity = Duration::from_secs(u64::from(app.settings.activity_timeout));
     if let Err(code) = hub.connect(&outbox) {
-        refuse(&mut socket, code).await;
+        let _ = timeout(activity, refuse(&mut socket, code)).await;
         return;
     }
     let span = tracing::debug_span!("connection", app_id = %app.id, %socket_id);
@@ -101,7 +106,7 @@ pub async fn run(
         .await;
     if let Some(code) = code {
         span.in_scope(|| tracing::debug!(code = code.code(), "closing connection"));
-        refuse(&mut socket, code).await;
+        let _ = timeout(activity, refuse(&mut socket, code)).await;
     }
     hub.disconnect(
         &outbox,
@@ -111,7 +116,8 @@ pub async fn run(
     .await;
 }
 
-/// The connection loop. Returns the code to close with, or `None` when the client left.
+/// The connection loop. Returns the code to close with, or `None` when the client left or
+/// stopped taking frames. Every write waits at most `activity` (see the module's doc).
 async fn drive(
     socket: &mut Socket,
     session: &mut Session,
@@ -131,8 +137,11 @@ async fn drive(
             wake = poll_fn(|cx| inbox.poll_wake(cx)) => match wake {
                 Wake::Close(code) => {
                     // Deliver what was queued before the close (a final error, for instance).
-                    let _ = write_all(socket, &mut inbox).await;
-                    return Some(code);
+                    // A client that took none of it within `activity` gets no close frame either.
+                    return match timeout(activity, write_all(socket, &mut inbox)).await {
+                        Ok(_) => Some(code),
+                        Err(_) => None,
+                    };
                 }
                 Wake::Frames => {
                     let now = Instant::now();
@@ -141,7 +150,8 @@ async fn drive(
                         inbox.take_queued();
                     }
                     last_write = Some(now);
-                    if write_batch(socket, &mut inbox).await.is_err() {
+                    let written = timeout(activity, write_batch(socket, &mut inbox)).await;
+                    if !matches!(written, Ok(Ok(()))) {
                         return None;
                     }
                     inbox.written();
@@ -170,7 +180,8 @@ async fn drive(
                         tracing::debug!(%error, "frame too large");
                         let reason = "Message too large";
                         inbox.seal();
-                        let _ = socket.close(Some(close_frame(1009, reason))).await;
+                        let close = socket.close(Some(close_frame(1009, reason)));
+                        let _ = timeout(activity, close).await;
                         return None;
                     }
                     Some(Err(error)) => {

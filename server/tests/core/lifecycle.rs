@@ -185,6 +185,34 @@ async fn a_client_too_slow_to_read_is_closed_with_4100() {
     healthy.assert_alive().await;
 }
 
+#[tokio::test]
+async fn a_client_that_takes_nothing_for_its_activity_timeout_is_dropped() {
+    let server = TestServer::start_with(|s| {
+        s.max_event_size = 1_000_000;
+        s.activity_timeout = 1;
+    })
+    .await;
+    let api = Api::new(&server);
+    let stuck = stuck_client(&server, &["bulk".to_owned()]).await;
+    clog(&api, "bulk").await;
+
+    // Its connection task waits for the socket to take a write; one activity timeout later
+    // it gives up, and the client leaves the channel without ever reading again.
+    let deadline = tokio::time::Instant::now() + WAIT + Duration::from_secs(1);
+    loop {
+        let info = api.get("/channels/bulk", &[]).await.ok();
+        if info["occupied"] == json!(false) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck client is still subscribed: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stuck);
+}
+
 /// GETs `/up` until it answers 503, failing if the server stops listening first.
 async fn wait_for_draining(base: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
