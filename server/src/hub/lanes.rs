@@ -153,10 +153,19 @@ impl Set {
                 }
             };
             let mut now = Instant::now();
-            for (i, target) in job.parts[lane].iter().enumerate() {
+            let part = &job.parts[lane];
+            for (i, target) in part.iter().enumerate() {
                 if i > 0 && i % TURN == 0 {
                     tokio::task::yield_now().await;
                     now = Instant::now();
+                }
+                // Two subscribers ahead the outbox, one ahead its wire (whose address is in
+                // the outbox): each `send` gives the memory time to arrive.
+                if let Some(ahead) = part.get(i + 2) {
+                    ahead.outbox.prefetch();
+                }
+                if let Some(ahead) = part.get(i + 1) {
+                    ahead.outbox.prefetch_wire();
                 }
                 if !job.skip.skips(target) {
                     target.outbox.offer(&job.frame, &job.encoded, now);
