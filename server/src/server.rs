@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use comnestor_migrations::{Migrator, MigratorTrait};
 use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::Acceptor;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ use crate::eventlog::EventLog;
 use crate::http;
 use crate::hub::{Cluster, ClusterConfig, Hub, cluster};
 use crate::intake::{self, Intake};
-use crate::listener::NoDelayAcceptor;
+use crate::listener;
 use crate::pubsub::Bus;
 use crate::queue::Queue;
 use crate::webhooks::{self, WebhookStore, Webhooks};
@@ -224,10 +224,7 @@ pub async fn start(settings: &Settings, db: DatabaseConnection) -> anyhow::Resul
     if let Some(cluster) = ctx.hub.cluster() {
         webhooks.use_cluster(cluster.clone());
     }
-    let acceptor = TcpListener::bind(SocketAddr::new(settings.host, settings.port))
-        .into_acceptor()
-        .await
-        .map(NoDelayAcceptor)
+    let acceptor = listener::bind(SocketAddr::new(settings.host, settings.port))
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
     let addr = acceptor
         .local_addr()
