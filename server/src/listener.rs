@@ -111,8 +111,9 @@ mod tests {
     }
 
     /// A burst of reconnects larger than the 1,024 places a listener gets by default: every
-    /// handshake completes at once, before the server accepts any of them, rather than a
-    /// second later when the dropped ones are sent again.
+    /// handshake completes before the server accepts any of them. With the default queue the
+    /// SYNs beyond it are dropped, and sent again, and dropped again, for as long as nothing
+    /// is accepted, so the generous timeout only spares a busy test machine.
     #[tokio::test]
     async fn a_burst_of_connections_waits_in_the_accept_queue() {
         const BURST: usize = 1_500;
@@ -129,13 +130,13 @@ mod tests {
         let port = port_of(&acceptor);
         let connects = (0..BURST).map(|_| {
             timeout(
-                Duration::from_millis(900),
+                Duration::from_secs(5),
                 TcpStream::connect(("127.0.0.1", port)),
             )
         });
         let clients = futures::future::join_all(connects).await;
         let waited = clients.iter().filter(|c| !matches!(c, Ok(Ok(_)))).count();
-        assert_eq!(waited, 0, "handshakes not completed within 0.9 s");
+        assert_eq!(waited, 0, "handshakes not completed within 5 s");
         for _ in 0..BURST {
             timeout(Duration::from_secs(5), acceptor.accept())
                 .await
