@@ -16,16 +16,25 @@
 //! client it had reconnects within a second or two, and with the 1,024 places a listener gets
 //! by default the kernel drops the handshakes that find the queue full: those clients wait a
 //! whole second for their SYN to be sent again (BENCHMARKS.md, sitting of 22:19).
+//!
+//! A process that runs out of file descriptors cannot accept, and poem tries again at once:
+//! the server would spin on a full core while the clients in the queue hang, their TCP
+//! handshakes done and their upgrades never answered. So the acceptor keeps one descriptor in
+//! reserve and, when out of them, spends it on refusing the oldest waiting connection with a
+//! 503 ([`NoDelayAcceptor::shed`]); its client tries again later, as pusher-js does after a
+//! failed connection, and connections are accepted again as soon as others close.
 
 mod wire;
 
-use std::io::Result;
+use std::fs::File;
+use std::io::{Error, Result};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use poem::http::uri::Scheme;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
 #[cfg(test)]
 pub use wire::test_pair;
@@ -35,8 +44,21 @@ pub use wire::{Direct, Wire, WireIo, claim};
 /// (4,096 by default since 5.4); raise that setting to let more reconnects queue.
 pub const BACKLOG: u32 = 65_535;
 
+/// How often running out of file descriptors is logged, at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// How long the acceptor waits before trying again when it is out of file descriptors and has
+/// none in reserve either.
+const OUT_OF_FILES_PAUSE: Duration = Duration::from_millis(50);
+
 /// Accepts TCP connections with `TCP_NODELAY` set, each behind a [`Wire`].
-pub struct NoDelayAcceptor(pub TcpAcceptor);
+pub struct NoDelayAcceptor {
+    inner: TcpAcceptor,
+    /// A descriptor held back for refusing connections when the process has no other.
+    reserve: Option<File>,
+    /// When running out of descriptors was last logged.
+    warned: Option<Instant>,
+}
 
 /// Listens on `addr` with an accept queue of [`BACKLOG`] (`SO_REUSEADDR` set, as tokio's own
 /// `bind` does, so a restarted server gets its port back at once).
@@ -49,18 +71,96 @@ pub fn bind(addr: SocketAddr) -> Result<NoDelayAcceptor> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     let listener = socket.listen(BACKLOG)?;
-    TcpAcceptor::from_tokio(listener).map(NoDelayAcceptor)
+    Ok(NoDelayAcceptor {
+        inner: TcpAcceptor::from_tokio(listener)?,
+        reserve: Some(reserve()?),
+        warned: None,
+    })
+}
+
+fn reserve() -> Result<File> {
+    File::open("/dev/null")
+}
+
+/// Whether a failed accept means the process or the machine has no descriptor or buffer left
+/// for another connection, rather than that one connection went wrong.
+fn out_of_files(error: &Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl NoDelayAcceptor {
+    /// Refuses the oldest waiting connection, the process being out of file descriptors: the
+    /// reserve is closed for a moment so that the connection can be accepted, answered 503
+    /// with a JSON body, and closed. When the freed descriptor was taken by another thread
+    /// first, or the reserve cannot be opened again, it waits [`OUT_OF_FILES_PAUSE`] instead.
+    async fn shed(&mut self, error: &Error) {
+        let now = Instant::now();
+        if self
+            .warned
+            .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
+        {
+            self.warned = Some(now);
+            tracing::warn!(
+                %error,
+                "out of file descriptors: refusing new connections with 503 until others close \
+                 (raise the open-file limit, `ulimit -n`)"
+            );
+        }
+        if self.reserve.take().is_some() {
+            let waiting = tokio::time::timeout(Duration::from_millis(10), self.inner.accept());
+            let refused = match waiting.await {
+                Ok(Ok((stream, ..))) => {
+                    refuse(stream);
+                    true
+                }
+                _ => false,
+            };
+            self.reserve = reserve().ok();
+            if refused && self.reserve.is_some() {
+                return;
+            }
+        }
+        tokio::time::sleep(OUT_OF_FILES_PAUSE).await;
+        if self.reserve.is_none() {
+            self.reserve = reserve().ok();
+        }
+    }
+}
+
+/// Answers a connection the server cannot keep with 503, without waiting on it. The request
+/// is read first, when it has arrived, so that closing sends the response and a FIN rather
+/// than a reset that could overtake it.
+fn refuse(stream: TcpStream) {
+    const BODY: &str =
+        r#"{"error":"the server cannot take more connections now; try again later"}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut request = [0; 4096];
+    let _ = stream.try_read(&mut request);
+    let _ = stream.try_write(response.as_bytes());
 }
 
 impl Acceptor for NoDelayAcceptor {
     type Io = WireIo;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 
     async fn accept(&mut self) -> Result<(WireIo, LocalAddr, RemoteAddr, Scheme)> {
-        let (stream, local, remote, scheme) = self.0.accept().await?;
+        let (stream, local, remote, scheme) = loop {
+            match self.inner.accept().await {
+                Ok(accepted) => break accepted,
+                Err(error) if out_of_files(&error) => self.shed(&error).await,
+                Err(error) => return Err(error),
+            }
+        };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }

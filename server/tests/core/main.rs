@@ -7,6 +7,7 @@
 
 mod channels;
 mod client_events;
+mod descriptors;
 mod fanout;
 mod http_api;
 mod lifecycle;
