@@ -27,6 +27,10 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
+/// How long a connection may take from its SYN to `pusher:connection_established`. Past it the
+/// connection counts as failed, so a server that accepts and never answers cannot stall a run.
+const ESTABLISH_WITHIN: Duration = Duration::from_secs(10);
+
 /// Whether the connection is still open after a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -121,6 +125,21 @@ impl Ws {
     /// Opens the TCP connection from `source`, upgrades it, and waits for
     /// `pusher:connection_established`. `buffer` is the read buffer's starting size.
     pub async fn connect(target: &Target, source: IpAddr, buffer: usize) -> anyhow::Result<Self> {
+        Self::connect_within(target, source, buffer, ESTABLISH_WITHIN).await
+    }
+
+    async fn connect_within(
+        target: &Target,
+        source: IpAddr,
+        buffer: usize,
+        within: Duration,
+    ) -> anyhow::Result<Self> {
+        tokio::time::timeout(within, Self::open(target, source, buffer))
+            .await
+            .with_context(|| format!("no pusher:connection_established within {within:?}"))?
+    }
+
+    async fn open(target: &Target, source: IpAddr, buffer: usize) -> anyhow::Result<Self> {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
         socket
@@ -522,6 +541,31 @@ fn rand_seed() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_accepts_and_never_answers_fails_the_connection() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = Target::new(&url, None, "1".into(), "k".into(), "s".into(), 1, 1).unwrap();
+        let source = target.source(0);
+        let silent = tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            Ws::connect_within(&target, source, 512, Duration::from_millis(200)),
+        )
+        .await
+        .expect("the connection gives up by itself");
+        let error = outcome.err().expect("no connection to a silent server");
+        assert!(
+            error.to_string().contains("connection_established within"),
+            "{error:#}"
+        );
+        silent.abort();
+    }
 
     #[test]
     fn parses_unmasked_frames_of_each_length_form() {
