@@ -144,9 +144,7 @@ impl Outbox {
     /// without this every offer starts with a wait on memory.
     #[inline]
     pub fn prefetch(&self) {
-        let at = Arc::as_ptr(&self.shared);
-        prefetch(at.cast());
-        prefetch(at.cast::<u8>().wrapping_add(64));
+        prefetch(Arc::as_ptr(&self.shared).cast());
     }
 
     /// Like [`Outbox::prefetch`], for the socket's wire; best after `prefetch` had time to
@@ -156,7 +154,6 @@ impl Outbox {
         let at = self.shared.wire_at.load(Ordering::Relaxed);
         if !at.is_null() {
             prefetch(at.cast());
-            prefetch(at.cast::<u8>().wrapping_add(64));
         }
     }
 
@@ -235,8 +232,9 @@ impl Outbox {
     }
 }
 
-/// A hint to load the cache line at `at`. It reads nothing on the program's behalf and cannot
-/// fault, so any address will do, even one no longer allocated.
+/// A hint to load the two cache lines from `at` (an outbox's or a wire's first 128 bytes). It
+/// reads nothing on the program's behalf and cannot fault, so any address will do, even one no
+/// longer allocated.
 #[inline]
 fn prefetch(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
@@ -244,6 +242,7 @@ fn prefetch(at: *const u8) {
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         _mm_prefetch::<_MM_HINT_T0>(at.cast());
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
